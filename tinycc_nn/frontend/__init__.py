@@ -1,0 +1,54 @@
+"""ONNX (QDQ) -> IR.
+
+`load_onnx` checks the model with onnx's checker and shape inference, then lowers
+it to exact integer arithmetic: see importer.py (graph walk), handlers.py (one
+function per operator), linear.py (MatMul/Gemm) and fit.py (requantization).
+"""
+from __future__ import annotations
+
+import os
+
+import onnx
+
+from ..errors import TinyccError
+from ..ir import Graph, verify
+from .importer import Importer
+
+MIN_OPSET = 13
+
+
+def read_model(source) -> onnx.ModelProto:
+    if isinstance(source, onnx.ModelProto):
+        return source
+    path = os.fspath(source)
+    try:
+        return onnx.load(path)
+    except FileNotFoundError:
+        raise TinyccError(f"{path}: no such file") from None
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise TinyccError(f"{path}: not an ONNX model ({type(e).__name__})") from None
+
+
+def load_onnx(source, warn=None) -> Graph:
+    """Import an ONNX model (path or ModelProto) as a verified IR graph.
+
+    `warn(message)` receives non-fatal findings (default: ignored).
+    """
+    model = read_model(source)
+    label = source if isinstance(source, (str, os.PathLike)) else "model"
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "invalid model"
+        raise TinyccError(f"{label}: ONNX checker: {first}") from None
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < MIN_OPSET:
+        raise TinyccError(f"{label}: opset {opset} is too old; tinycc-nn needs opset {MIN_OPSET} or newer")
+    try:
+        model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    except Exception as e:  # InferenceError, and ValueError for broken files
+        first = str(e).strip().splitlines()[0]
+        raise TinyccError(f"{label}: ONNX shape inference: {first}") from None
+    graph = Importer(model, warn or (lambda msg: None)).run()
+    verify(graph)
+    return graph

@@ -1,0 +1,296 @@
+"""One function per ONNX operator on runtime tensors: (importer, node, args, where, attrs)
+-> list of result values.  Constant-only nodes never get here (the importer folds them)."""
+from __future__ import annotations
+
+import numpy as np
+from onnx.reference import ReferenceEvaluator
+
+from ..errors import TinyccError
+from ..ir import channel_range
+from . import linear
+from .values import Act, Const, per_element
+
+QDTYPES = {"int8", "uint8", "int16", "uint16", "int4", "uint4"}
+ONNX_QDTYPE = {3: "int8", 2: "uint8", 5: "int16", 4: "uint16", 22: "int4", 21: "uint4"}
+
+
+def _act(args, k, where, what="input") -> Act:
+    a = args[k] if k < len(args) else None
+    if not isinstance(a, Act):
+        raise TinyccError(f"{where}: {what} {k} must be a runtime tensor")
+    return a
+
+
+def _const(args, k, where, what) -> Const:
+    a = args[k] if k < len(args) else None
+    if not isinstance(a, Const):
+        raise TinyccError(f"{where}: {what} must be a constant")
+    return a
+
+
+def _quant_params(imp, x: Act, args, attrs, where, n):
+    scale = _const(args, 1, where, "scale").value
+    if attrs.get("block_size", 0):
+        raise TinyccError(f"{where}: blocked quantization is not supported")
+    axis = attrs.get("axis", 1) % max(len(x.shape), 1)
+    s = per_element(scale.astype(np.float32), x, axis, n)
+    zp_arr = args[2].value if len(args) > 2 and args[2] is not None else None
+    z = 0 if zp_arr is None else per_element(zp_arr.astype(np.int64), x, axis, n)
+    if s is None or z is None:
+        raise TinyccError(f"{where}: per-axis parameters disagree after data movement")
+    if np.any(np.asarray(s) <= 0):
+        raise TinyccError(f"{where}: scale must be positive")
+    return s, z, zp_arr
+
+
+def quantize_linear(imp, node, args, where, attrs):
+    x = _act(args, 0, where)
+    if x.dtype != "float32":
+        raise TinyccError(f"{where}: quantizes a {x.dtype} tensor (need float32)")
+    n = x.index.size if x.ir is None else imp.ir.type(x.ir).size
+    s, z, zp_arr = _quant_params(imp, x, args, attrs, where, n)
+    if zp_arr is not None:
+        dtype = zp_arr.dtype.name
+    else:
+        dtype = ONNX_QDTYPE.get(attrs.get("output_dtype", 2), "?")
+    if dtype not in QDTYPES:
+        raise TinyccError(f"{where}: quantizes to {dtype}; supported: {', '.join(sorted(QDTYPES))}")
+    if x.ir is None:
+        if imp.quantized_input is not None:
+            raise TinyccError(f"{where}: the model input is already quantized by "
+                              f"'{imp.quantized_input}'")
+        imp.quantized_input = node.name or node.output[0]
+        order = x.index.ravel()
+        if not (np.sort(order) == np.arange(order.size)).all():
+            raise TinyccError(f"{where}: the input must be quantized whole")
+        ir = imp._make_input(dtype, s, z, order.size)
+        return [Act(ir, x.index, dtype)]
+    return [imp.requantize(x, [["quantize", s, z, dtype]], dtype, where)]
+
+
+def dequantize_linear(imp, node, args, where, attrs):
+    x = _act(args, 0, where)
+    if x.ops or x.dtype not in QDTYPES | {"int32"}:
+        raise TinyccError(f"{where}: dequantizes a {x.dtype} tensor (need an integer tensor)")
+    s, z, _ = _quant_params(imp, x, args, attrs, where, imp.ir.type(x.ir).size)
+    return [Act(x.ir, x.index, "float32", [["dequantize", s, z]])]
+
+
+def _float_act(args, where) -> Act:
+    x = _act(args, 0, where)
+    if x.ir is None:
+        raise TinyccError(f"{where}: the model input must be quantized (QuantizeLinear) first")
+    return x
+
+
+def _elementwise_const(imp, x: Act, c: Const, where, what):
+    n = imp.ir.type(x.ir).size
+    full = np.broadcast_to(c.value, np.broadcast_shapes(c.value.shape, x.shape))
+    if full.shape != x.shape:
+        raise TinyccError(f"{where}: {what} of shape {list(c.value.shape)} broadcasts the "
+                          f"tensor {list(x.shape)} to {list(full.shape)}")
+    v = per_element(full.reshape(-1), x.with_index(x.index.reshape(-1)), 0, n)
+    if v is None:
+        raise TinyccError(f"{where}: {what} differs between copies of one element")
+    return v
+
+
+def add(imp, node, args, where, attrs, sign=1.0):
+    acts = [a for a in args if isinstance(a, Act)]
+    if len(acts) != 1:
+        raise TinyccError(f"{where}: adds two runtime tensors; only a constant bias can be added")
+    x = _float_act(acts, where)
+    c = args[1] if isinstance(args[0], Act) else args[0]
+    if node.op_type == "Sub" and isinstance(args[1], Act):
+        raise TinyccError(f"{where}: subtracting a tensor from a constant is not monotone")
+    if x.dtype != "float32":
+        raise TinyccError(f"{where}: integer {node.op_type} is not supported")
+    b = np.asarray(_elementwise_const(imp, x, Const(c.value.astype(np.float32) * np.float32(sign)),
+                                      where, "the constant"), np.float32)
+    ops = x.ops
+    if len(ops) == 1 and ops[0][0] == "dequantize":
+        unit = np.asarray(ops[0][1], np.float64)
+        k = b.astype(np.float64) / unit
+        if (np.floor(k) == k).all() and np.abs(k).max() < linear.EXACT_LIMIT:
+            bias = k.astype(np.int64)
+            bias_attr = int(bias.flat[0]) if (bias == bias.flat[0]).all() else bias.ravel().tolist()
+            ir = imp.emit("bias_add", x.ir + ".bias", [x.ir], {"bias": bias_attr})
+            return [Act(ir, x.index, x.dtype, ops)]
+    return [Act(x.ir, x.index, x.dtype, ops + [["add", _scalar_or_list(b)]])]
+
+
+def sub(imp, node, args, where, attrs):
+    return add(imp, node, args, where, attrs, sign=-1.0)
+
+
+def mul(imp, node, args, where, attrs):
+    acts = [a for a in args if isinstance(a, Act)]
+    if len(acts) != 1:
+        raise TinyccError(f"{where}: multiplies two runtime tensors; only a constant factor is supported")
+    x = _float_act(acts, where)
+    c = args[1] if isinstance(args[0], Act) else args[0]
+    m = np.asarray(_elementwise_const(imp, x, c, where, "the factor"), np.float32)
+    if (m < 0).any() or x.dtype != "float32":
+        raise TinyccError(f"{where}: only a non-negative float factor is supported")
+    return [Act(x.ir, x.index, x.dtype, x.ops + [["mul", _scalar_or_list(m)]])]
+
+
+def _scalar_or_list(a):
+    a = np.asarray(a)
+    return float(a.flat[0]) if (a == a.flat[0]).all() else [float(v) for v in a.ravel()]
+
+
+def relu(imp, node, args, where, attrs):
+    x = _float_act(args, where)
+    if x.dtype == "float32":
+        return [Act(x.ir, x.index, x.dtype, x.ops + [["relu"]])]
+    return [_int_clamp(imp, x, 0, None)]
+
+
+def clip(imp, node, args, where, attrs):
+    x = _float_act(args, where)
+    bounds = []
+    for k in (1, 2):
+        c = args[k] if k < len(args) else None
+        if c is not None and not isinstance(c, Const):
+            raise TinyccError(f"{where}: bounds must be constants")
+        bounds.append(None if c is None else float(c.value.reshape(-1)[0]))
+    if x.dtype == "float32":
+        return [Act(x.ir, x.index, x.dtype, x.ops + [["clip", bounds[0], bounds[1]]])]
+    lo = None if bounds[0] is None else int(np.ceil(bounds[0]))
+    hi = None if bounds[1] is None else int(np.floor(bounds[1]))
+    return [_int_clamp(imp, x, lo, hi)]
+
+
+def _int_clamp(imp, x: Act, lo, hi) -> Act:
+    rlo, rhi = channel_range(imp.ir, x.ir)
+    lo = lo if lo is not None and lo > rlo.min() else None
+    hi = hi if hi is not None and hi < rhi.max() else None
+    if lo is None and hi is None:
+        return x
+    return Act(imp.emit("clamp", x.ir + ".clamp", [x.ir], {"lo": lo, "hi": hi}), x.index, x.dtype)
+
+
+def cast(imp, node, args, where, attrs):
+    x = _float_act(args, where)
+    to = {1: "float32"}.get(attrs.get("to"))
+    if to != "float32" or x.ops or x.dtype == "float32":
+        raise TinyccError(f"{where}: only Cast of an integer tensor to float32 is supported")
+    return [Act(x.ir, x.index, "float32", [["dequantize", 1.0, 0]])]
+
+
+def data_movement(imp, node, args, where, attrs):
+    x = _act(args, 0, where)
+    ins = {node.input[0]: x.index}
+    for name, a in zip(node.input[1:], args[1:]):
+        if name:
+            if not isinstance(a, Const):
+                raise TinyccError(f"{where}: input '{name}' must be a constant")
+            ins[name] = a.value
+    if node.op_type == "Dropout":
+        return [x]
+    try:
+        index = ReferenceEvaluator(node).run(None, ins)[0]
+    except Exception as e:  # the reference evaluator raises anything
+        raise TinyccError(f"{where}: {e}") from None
+    return [x.with_index(np.asarray(index))]
+
+
+def matmul(imp, node, args, where, attrs):
+    a, b = args
+    if isinstance(a, Act) and isinstance(b, Const):
+        k = b.value.shape[0]
+        rows = linear.gemm_like_shape(_float_act([a], where), k, where, column=False)
+        out_shape = a.shape[:-1] + (b.value.shape[-1],)
+        return [linear.emit_matmul(imp, a, b, rows, out_shape, where, node.output[0])]
+    if isinstance(a, Const) and isinstance(b, Act):
+        if a.value.ndim != 2:
+            raise TinyccError(f"{where}: weight has shape {list(a.value.shape)}, need 2-D")
+        k = a.value.shape[1]
+        rows = linear.gemm_like_shape(_float_act([b], where), k, where, column=True)
+        out_shape = b.shape[:-2] + (a.value.shape[0], 1) if len(b.shape) >= 2 else (a.value.shape[0],)
+        return [linear.emit_matmul(imp, b, a.map(np.transpose), rows, out_shape, where, node.output[0])]
+    raise TinyccError(f"{where}: multiplies two runtime tensors; one side must be constant weights")
+
+
+def gemm(imp, node, args, where, attrs):
+    x = _float_act(args, where)
+    w = _const(args, 1, where, "B (the weight)")
+    if len(x.shape) != 2:
+        raise TinyccError(f"{where}: A must be 2-D")
+    if attrs.get("transB", 0):
+        w = w.map(np.transpose)
+    index = x.index.T if attrs.get("transA", 0) else x.index
+    alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
+    for name, v in (("alpha", alpha), ("beta", beta)):
+        if v != 1.0 and not linear.is_pow2(v):
+            raise TinyccError(f"{where}: {name}={v} is not a power of two")
+    xt = x.with_index(index)
+    rows = linear.gemm_like_shape(xt, w.value.shape[0], where, column=False)
+    bias = None
+    if len(args) > 2 and args[2] is not None:
+        c = _const(args, 2, where, "C (the bias)")
+        bias = np.broadcast_to(c.value.astype(np.float32) * np.float32(beta),
+                               (1, w.value.shape[1])).reshape(-1)
+    return [linear.emit_matmul(imp, xt, w, rows, (1, w.value.shape[1]), where, node.output[0],
+                               bias=bias, alpha=alpha)]
+
+
+def argmax(imp, node, args, where, attrs):
+    x = _float_act(args, where)
+    axis = attrs.get("axis", 0) % len(x.shape)
+    if int(np.prod(x.shape)) != x.shape[axis]:
+        raise TinyccError(f"{where}: ArgMax over axis {axis} of {list(x.shape)} gives several "
+                          "results; only one vector per inference is supported")
+    n = imp.ir.type(x.ir).size
+    if (x.index.reshape(-1) != np.arange(n)).any():
+        raise TinyccError(f"{where}: ArgMax over a reordered tensor is not supported")
+    ir = _argmax_key(imp, x, where)
+    out = imp.emit("argmax", node.output[0], [ir], {"last": bool(attrs.get("select_last_index", 0))})
+    shape = list(x.shape)
+    if attrs.get("keepdims", 1):
+        shape[axis] = 1
+    else:
+        del shape[axis]
+    return [Act(out, np.zeros(shape, np.int64), "int64")]
+
+
+def _argmax_key(imp, x: Act, where) -> str:
+    """An integer vector ordered (ties included) exactly like x's float values."""
+    if not x.ops:
+        return x.ir
+    if any(np.asarray(p).size > 1 for op in x.ops for p in op[1:] if not isinstance(p, str)):
+        raise TinyccError(f"{where}: elements have different scales; ArgMax would compare "
+                          "floats that no integer order reproduces")
+    lo, hi = channel_range(imp.ir, x.ir)
+    lo, hi = int(lo.min()), int(hi.max())
+    if hi - lo > 1 << 22:
+        raise TinyccError(f"{where}: input range {lo}..{hi} too wide to prove the ArgMax order")
+    from .. import hostio
+    q = np.arange(lo, hi + 1)
+    v = hostio.apply_float_ops(q, x.ops)
+    flat_lo = int(q[v == v[0]].max())
+    flat_hi = int(q[v == v[-1]].min())
+    mid = v[flat_lo - lo: flat_hi - lo + 1]
+    if flat_hi > flat_lo and not (np.diff(mid) > 0).all():
+        raise TinyccError(f"{where}: the float values tie inside the range; ArgMax order cannot be "
+                          "reproduced on integers")
+    return _int_clamp(imp, Act(x.ir, x.index, "int"), flat_lo if flat_lo > lo else None,
+                      flat_hi if flat_hi < hi else None).ir
+
+
+HANDLERS = {
+    "QuantizeLinear": quantize_linear,
+    "DequantizeLinear": dequantize_linear,
+    "MatMul": matmul,
+    "Gemm": gemm,
+    "Add": add,
+    "Sub": sub,
+    "Mul": mul,
+    "Relu": relu,
+    "Clip": clip,
+    "Cast": cast,
+    "ArgMax": argmax,
+    **{op: data_movement for op in ("Identity", "Reshape", "Flatten", "Transpose",
+                                    "Squeeze", "Unsqueeze", "Dropout")},
+}

@@ -1,0 +1,197 @@
+"""Walk an ONNX QDQ graph and build the IR (see values.py for what is tracked)."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+from .. import hostio
+from ..errors import TinyccError
+from ..ir import Graph, TensorType, channel_range, infer_type
+from . import linear
+from .fit import FitError, fit_requant
+from .values import Act, Const, per_element
+
+DATA_MOVEMENT = {"Identity", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Dropout"}
+QDTYPES = {"int8", "uint8", "int16", "uint16", "int4", "uint4"}
+
+
+def dtype_name(elem_type: int) -> str:
+    return onnx.helper.tensor_dtype_to_np_dtype(elem_type).name if elem_type else "undefined"
+
+
+def _dims(vi) -> list:
+    return [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?")
+            for d in vi.type.tensor_type.shape.dim]
+
+
+class Importer:
+    def __init__(self, model: onnx.ModelProto, warn):
+        self.model = model
+        name = model.graph.name or "model"
+        self.ir = Graph("".join(c if c.isalnum() or c in "_.-" else "_" for c in name))
+        self.vals: dict = {}
+        self.warn = warn
+        self.quantized_input = None
+
+    # IR construction helpers ---------------------------------------------------------
+    def emit(self, op: str, base: str, operands, attrs) -> str:
+        name = self.ir.fresh(base)
+        self.ir.add(name, op, operands, attrs)
+        self.ir.node(name)["type"] = infer_type(self.ir, name)
+        return name
+
+    def emit_const(self, base: str, values: np.ndarray) -> str:
+        values = np.asarray(values, np.int64)
+        return self.emit("const", base, [], {"values": values,
+                                             "valueset": sorted(set(values.ravel().tolist()))})
+
+    # driver ---------------------------------------------------------------------------
+    def run(self) -> Graph:
+        g = self.model.graph
+        for init in g.initializer:
+            self.vals[init.name] = Const(numpy_helper.to_array(init))
+        runtime_inputs = [i for i in g.input if i.name not in self.vals]
+        if len(runtime_inputs) != 1:
+            raise TinyccError(f"model has {len(runtime_inputs)} runtime inputs; tinycc-nn compiles "
+                              "models with exactly one input")
+        self._graph_input(runtime_inputs[0])
+        for node in g.node:
+            self._visit(node)
+        for out in g.output:
+            self._graph_output(out)
+        return self.ir
+
+    def _graph_input(self, vi) -> None:
+        dims = _dims(vi)
+        dtype = dtype_name(vi.type.tensor_type.elem_type)
+        for k, d in enumerate(dims):
+            if not isinstance(d, int) and not (k == 0 and len(dims) >= 2):
+                raise TinyccError(f"input '{vi.name}': dimension {k} is {d!r}; only a leading "
+                                  "batch dimension may be symbolic")
+        if len(dims) >= 2 and dims[0] not in (1,) and not isinstance(dims[0], str):
+            raise TinyccError(f"input '{vi.name}': batch dimension is {dims[0]}; compile a model "
+                              "with batch size 1 or a symbolic batch")
+        shape1 = [1 if isinstance(d, str) else d for d in dims]
+        act = Act(None, np.arange(int(np.prod(shape1))).reshape(shape1), dtype)
+        self.input_info = {"name": vi.name, "dtype": dtype, "shape": dims}
+        if dtype in QDTYPES:
+            act = Act(self._make_input(dtype, None, None, act.index.size), act.index, dtype)
+        elif dtype != "float32":
+            raise TinyccError(f"input '{vi.name}': element type {dtype} is not supported "
+                              "(float32, or an 8/16-bit integer)")
+        self.vals[vi.name] = act
+
+    def _make_input(self, qdtype, scale, zero_point, size) -> str:
+        attrs = dict(self.input_info, qdtype=qdtype)
+        if scale is not None:
+            attrs["scale"], attrs["zero_point"] = scale, zero_point
+        name = self.ir.fresh(self.input_info["name"])
+        lo, hi = hostio.QRANGE[qdtype]
+        self.ir.add(name, "input", [], attrs, TensorType.for_range(lo, hi, (size,)))
+        return name
+
+    def _visit(self, node) -> None:
+        where = f"{node.op_type} '{node.name or node.output[0]}'"
+        if node.domain not in ("", "ai.onnx"):
+            raise TinyccError(f"{where}: operator domain '{node.domain}' is not supported")
+        args = []
+        for name in node.input:
+            if name and name not in self.vals:
+                raise TinyccError(f"{where}: input '{name}' is not produced by any node")
+            args.append(self.vals[name] if name else None)
+        present = [a for a in args if a is not None]
+        if all(isinstance(a, Const) for a in present):
+            results = self._fold(node, args, where)
+        elif node.op_type == "Shape":
+            results = [Const(np.array(args[0].shape, np.int64))]
+        else:
+            handler = HANDLERS.get(node.op_type)
+            if handler is None:
+                raise TinyccError(f"{where}: operator {node.op_type} is not supported")
+            results = handler(self, node, args, where, _attrs(node))
+        for name, value in zip(node.output, results):
+            if name:
+                self.vals[name] = value
+
+    def _fold(self, node, args, where):
+        """Evaluate a node whose inputs are all constant, keeping integer origins."""
+        if node.op_type == "DequantizeLinear":
+            q, a = args[0].value, _attrs(node)
+            if q.dtype.kind not in "iu":
+                raise TinyccError(f"{where}: dequantizes a {q.dtype} tensor")
+            scale = args[1].value
+            zp = args[2].value if len(args) > 2 and args[2] is not None else np.zeros((), q.dtype)
+            shape = [1] * q.ndim
+            if scale.size > 1:
+                if a.get("block_size", 0):
+                    raise TinyccError(f"{where}: blocked quantization is not supported")
+                shape[a.get("axis", 1) % q.ndim] = scale.size
+            s = np.broadcast_to(scale.reshape(shape), q.shape)
+            z = np.broadcast_to(zp.reshape(shape), q.shape)
+            return [Const(hostio.dequantize(q, s, z), q.astype(np.int64), s.astype(np.float32),
+                          z.astype(np.int64), node.name or node.output[0])]
+        try:
+            ref = ReferenceEvaluator(node)
+            outs = ref.run(None, {n: a.value for n, a in zip(node.input, args) if n})
+        except Exception as e:  # the reference evaluator raises anything
+            raise TinyccError(f"{where}: cannot evaluate on constants: {e}") from None
+        if node.op_type in DATA_MOVEMENT and args[0].qint is not None:
+            def move(arr):
+                ins = {node.input[0]: arr}
+                ins.update({n: a.value for n, a in zip(node.input[1:], args[1:]) if n})
+                return ReferenceEvaluator(node).run(None, ins)[0]
+            return [args[0].map(move)]
+        return [Const(np.asarray(o)) for o in outs]
+
+    def _graph_output(self, vi) -> None:
+        v = self.vals.get(vi.name)
+        where = f"output '{vi.name}'"
+        if isinstance(v, Const):
+            raise TinyccError(f"{where}: is a constant; nothing to compute")
+        if v.ir is None:
+            raise TinyccError(f"{where}: is the unquantized model input")
+        n = self.ir.type(v.ir).size
+        attrs = {"name": vi.name, "dtype": v.dtype, "shape": _dims(vi), "float_ops": v.ops}
+        if v.index.size != n or (v.index.ravel() != np.arange(n)).any():
+            attrs["index"] = v.index.ravel().tolist()
+        declared = dtype_name(vi.type.tensor_type.elem_type)
+        if declared not in (v.dtype, "undefined"):
+            raise TinyccError(f"{where}: declared {declared} but computes {v.dtype}")
+        self.ir.add(self.ir.fresh("out." + vi.name), "output", [v.ir], attrs)
+
+    # requantization ---------------------------------------------------------------------
+    def requantize(self, act: Act, ops: list, dtype: str, where: str) -> Act:
+        """The integer tensor dtype(ops(act)), fitted exactly; reuses act.ir when unchanged."""
+        a_lo, a_hi = channel_range(self.ir, act.ir)
+        chain = act.ops + ops
+
+        def f(a):
+            return hostio.apply_float_ops(a.T, chain).T.astype(np.int64)
+        try:
+            fit = fit_requant(f, a_lo, a_hi)
+        except FitError as e:
+            raise TinyccError(f"{where}: cannot requantize exactly: {e}") from None
+        ir = act.ir
+        lo = fit.lo if fit.lo > a_lo.min() else None
+        hi = fit.hi if fit.hi < a_hi.max() else None
+        if fit.is_clamp_only():
+            if lo is not None or hi is not None:
+                ir = self.emit("clamp", act.ir + ".clamp", [act.ir], {"lo": lo, "hi": hi})
+        else:
+            attrs = {k: _compact(getattr(fit, k)) for k in ("mult", "rnd", "shift")}
+            attrs.update(rounding=fit.rounding, lo=fit.lo, hi=fit.hi)
+            ir = self.emit("requant", act.ir + ".q", [act.ir], attrs)
+        return Act(ir, act.index, dtype)
+
+
+def _compact(v: np.ndarray):
+    return int(v[0]) if (v == v[0]).all() else [int(x) for x in v]
+
+
+def _attrs(node) -> dict:
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+from .handlers import HANDLERS  # noqa: E402  (handlers use Importer's helpers)

@@ -1,0 +1,146 @@
+"""MatMul and Gemm: from float32 ONNX arithmetic to an exact integer matmul.
+
+onnxruntime multiplies dequantized float32 tensors.  With power-of-two scales every
+product is exact, and so is every partial sum while it stays below 2**24 units of
+the accumulator's scale, in any summation order.  Under that condition (checked by
+interval analysis; a warning says when it cannot be proven) the float MatMul equals
+the integer matmul times scale_x * scale_w[j] exactly, which is what we emit.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import TinyccError
+from ..ir import TensorType, channel_range
+from .values import Act, Const, is_pow2
+
+EXACT_LIMIT = 1 << 24
+
+
+def integerize(imp, act: Act, where: str):
+    """Express act's float value as (clamp(q, lo, hi) + offset[i]) * unit exactly.
+
+    Returns (ir value to use, offset vector per IR element, unit).  Materializes an IR
+    clamp when a Relu/Clip sits between the quantizer and the matmul.
+    """
+    n = imp.ir.type(act.ir).size
+    unit, offset, lo, hi = None, np.zeros(n, np.int64), None, None
+    for op in act.ops:
+        kind = op[0]
+        if kind == "dequantize" and unit is None:
+            scale = np.asarray(op[1], np.float64)
+            if not is_pow2(scale) or scale.size > 1 and not (scale == scale.flat[0]).all():
+                raise TinyccError(f"{where}: the input's scale {_show(op[1])} is not one power of two; "
+                                  "onnxruntime's float32 products would round, so no integer program "
+                                  "can match them bit-exactly")
+            unit = float(scale.flat[0])
+            offset = offset - np.broadcast_to(np.asarray(op[2], np.int64), (n,))
+        elif kind == "add" and unit is not None:
+            b = np.broadcast_to(np.asarray(op[1], np.float64), (n,)) / unit
+            if not (np.floor(b) == b).all() or np.abs(b).max() >= EXACT_LIMIT:
+                raise TinyccError(f"{where}: an Add before it puts the input off the "
+                                  f"quantization grid (scale {unit})")
+            offset = offset + b.astype(np.int64)
+        elif kind == "mul" and unit is not None and is_pow2(op[1]) and np.asarray(op[1]).size == 1:
+            unit *= float(op[1])
+        elif kind in ("relu", "clip") and unit is not None:
+            # clamp(v + offset) == clamp(v, bound - offset) + offset; bounds must be one number
+            bounds = [0.0, None] if kind == "relu" else [op[1], op[2]]
+            new = []
+            for b in bounds:
+                if b is None:
+                    new.append(None)
+                    continue
+                k = float(b) / unit - offset
+                if not (k == np.floor(k)).all() or not (k == k[0]).all():
+                    raise TinyccError(f"{where}: a {kind} bound {b} before it is off the "
+                                      f"quantization grid (scale {unit})")
+                new.append(int(k[0]))
+            lo = new[0] if lo is None else (lo if new[0] is None else max(lo, new[0]))
+            hi = new[1] if hi is None else (hi if new[1] is None else min(hi, new[1]))
+        else:
+            raise TinyccError(f"{where}: its input is not an exactly quantized tensor "
+                              f"(float op {kind!r} on it cannot be computed on integers)")
+    if unit is None:
+        unit = 1.0   # an integer tensor used directly (e.g. Cast-free int input)
+    ir = act.ir
+    rlo, rhi = channel_range(imp.ir, ir)
+    if (lo is not None and lo > rlo.min()) or (hi is not None and hi < rhi.max()):
+        ir = imp.emit("clamp", act.ir + ".clamp", [act.ir], {"lo": lo, "hi": hi})
+    return ir, offset, unit
+
+
+def _show(v):
+    v = np.asarray(v)
+    return str(v.item()) if v.size == 1 else f"[{v.flat[0]}, ...]"
+
+
+def weight_integers(w: Const, where: str):
+    """Integer weights [K, N] and per-column power-of-two units of a 2-D weight."""
+    if w.qint is None:
+        raise TinyccError(f"{where}: weight is a float tensor; weights must be constant "
+                          "integers behind a DequantizeLinear")
+    if w.value.ndim != 2:
+        raise TinyccError(f"{where}: weight has shape {list(w.value.shape)}, need 2-D")
+    scale = np.asarray(w.qscale, np.float64)
+    if not (scale == scale[:1, :]).all():
+        raise TinyccError(f"{where}: weight scale varies along the input axis "
+                          f"(DequantizeLinear '{w.dq_node}')")
+    units = scale[0]
+    if not is_pow2(units):
+        raise TinyccError(f"DequantizeLinear '{w.dq_node}': weight scale {_show(units)} is not a "
+                          "power of two; onnxruntime's float32 products would round, so no "
+                          "integer program can match them bit-exactly")
+    ints = np.asarray(w.qint, np.int64) - np.asarray(w.qzp, np.int64)
+    return ints, units
+
+
+def emit_matmul(imp, x: Act, w: Const, rows: np.ndarray, out_shape, where: str, name: str,
+                bias: np.ndarray | None = None, alpha: float = 1.0) -> Act:
+    """x's IR elements `rows` (ONNX contraction order) times weight w [K, N]."""
+    ints, units = weight_integers(w, where)
+    if ints.shape[0] != rows.size:
+        raise TinyccError(f"{where}: contraction size {rows.size} does not match weight {list(ints.shape)}")
+    ir_x, offset, unit = integerize(imp, x, where)
+    n_in = imp.ir.type(ir_x).size
+    weights = np.zeros((n_in, ints.shape[1]), np.int64)
+    np.add.at(weights, rows, ints)
+    acc_bias = offset[rows] @ ints
+    out_units = unit * units * alpha
+    if bias is not None:
+        b = np.broadcast_to(np.asarray(bias, np.float64), out_units.shape) / out_units
+        if not (np.floor(b) == b).all() or np.abs(b).max() >= EXACT_LIMIT:
+            raise TinyccError(f"{where}: bias is not on the accumulator grid (scale_x * scale_w); "
+                              "quantize it to int32 with DequantizeLinear(scale = scale_x * scale_w)")
+        acc_bias = acc_bias + b.astype(np.int64)
+    wname = imp.emit_const(w.dq_node or name + ".w", weights)
+    acc = imp.emit("matmul", name, [ir_x, wname], {})
+    if acc_bias.any():
+        bias_attr = int(acc_bias[0]) if (acc_bias == acc_bias[0]).all() else acc_bias.tolist()
+        acc = imp.emit("bias_add", name + ".bias", [acc], {"bias": bias_attr})
+    lo, hi = channel_range(imp.ir, acc)
+    bound = int(np.maximum(np.abs(lo), np.abs(hi)).max())
+    if bound >= EXACT_LIMIT:
+        imp.warn(f"{where}: partial sums can reach {bound} >= 2^24 units; onnxruntime's float32 "
+                 "accumulation may round there, so bit-exactness is not proven")
+    units_attr = float(out_units[0]) if (out_units == out_units[0]).all() else out_units.tolist()
+    index = np.arange(ints.shape[1]).reshape(out_shape)
+    return Act(acc, index, "float32", [["dequantize", units_attr, 0]])
+
+
+def gemm_like_shape(x: Act, k: int, where: str, column: bool) -> np.ndarray:
+    """IR element numbers of x along the contraction axis (x must be a vector)."""
+    shape = x.shape
+    if column:
+        ok = len(shape) >= 2 and shape[-2] == k and shape[-1] == 1 or shape == (k,)
+    else:
+        ok = len(shape) >= 1 and shape[-1] == k
+    if not ok or int(np.prod(shape)) != k:
+        raise TinyccError(f"{where}: activation of shape {list(shape)} is not a single vector of "
+                          f"{k} (only batch size 1 per inference is compiled)")
+    return x.index.reshape(k)
+
+
+def require_type_fits(t: TensorType, where: str) -> None:
+    if t.bits > 62:
+        raise TinyccError(f"{where}: values need {t.bits} bits")

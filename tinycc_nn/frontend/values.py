@@ -1,0 +1,78 @@
+"""What the importer knows about each ONNX tensor.
+
+A `Const` is a constant tensor (initializer, Constant node, or folded), with its
+integer origin when it came out of a DequantizeLinear.  An `Act` is a runtime
+tensor: an IR integer vector `ir` plus the exact recipe that turns it into the ONNX
+tensor's value: `ops`, a chain of float32 elementwise ops (`hostio.apply_float_ops`,
+parameters per IR element), and `index`, the array (shaped like the ONNX tensor,
+batch dimension 1) of IR element numbers, so data movement (Reshape, Flatten,
+Transpose, ...) never needs code on the device.  An `Act` with `ir=None` is the float
+graph input before its QuantizeLinear.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Const:
+    value: np.ndarray
+    qint: np.ndarray | None = None     # integer tensor behind a DequantizeLinear ...
+    qscale: np.ndarray | None = None   # ... its scale and zero point, broadcast to its shape
+    qzp: np.ndarray | None = None
+    dq_node: str | None = None
+
+    def map(self, fn) -> "Const":
+        """Apply a shape op to the value and, in step, to its integer origin."""
+        if self.qint is None:
+            return Const(fn(self.value))
+        return Const(fn(self.value), fn(self.qint), fn(self.qscale), fn(self.qzp), self.dq_node)
+
+
+@dataclass
+class Act:
+    ir: str | None
+    index: np.ndarray
+    dtype: str                      # ONNX element type name of the tensor
+    ops: list = field(default_factory=list)
+
+    @property
+    def shape(self) -> tuple:
+        return self.index.shape
+
+    def with_index(self, index: np.ndarray) -> "Act":
+        return Act(self.ir, index, self.dtype, self.ops)
+
+
+def is_pow2(x) -> bool:
+    x = np.asarray(x, np.float64)
+    if not np.all(np.isfinite(x)) or np.any(x <= 0):
+        return False
+    mant, _ = np.frexp(x)
+    return bool(np.all(mant == 0.5))
+
+
+def per_element(param, act: Act, axis: int, size: int):
+    """An ONNX per-tensor or per-axis parameter as a per-IR-element list (or scalar).
+
+    `size` is the IR vector's length.  Returns None when two ONNX elements that are
+    the same IR element disagree, or when an IR element is not in the tensor.
+    """
+    p = np.asarray(param)
+    if p.ndim == 0 or p.size == 1:
+        return p.reshape(()).item()
+    shape = [1] * len(act.shape)
+    shape[axis] = p.size
+    full = np.broadcast_to(p.reshape(shape), act.shape).ravel()
+    idx = act.index.ravel()
+    out = np.zeros(size, dtype=full.dtype)
+    seen = np.zeros(size, bool)
+    for i, v in zip(idx, full):
+        if seen[i] and out[i] != v:
+            return None
+        out[i], seen[i] = v, True
+    if not seen.all():
+        return None
+    return out.tolist()

@@ -1,0 +1,65 @@
+"""Host-side arithmetic that must match onnxruntime to the bit.
+
+The compiled program works on integers only.  What happens on the host around it,
+quantizing float inputs and turning integer outputs back into the float tensors the
+ONNX graph returns, is float32 arithmetic that has to be reproduced exactly as
+onnxruntime's CPU kernels do it:
+
+* QuantizeLinear divides (it does not multiply by the reciprocal; measured on
+  onnxruntime 1.31 with non-power-of-two scales), rounds half to even, adds the
+  zero point and saturates.
+* DequantizeLinear computes float32(q - zero_point) * scale.
+* Add, Mul, Relu and Clip are single float32 operations.
+
+The same functions are used by the frontend to fit integer requantization to these
+float semantics, by the reference backend (its emitted module embeds this file's
+source) and by `verify`.  Keep this module dependency-free apart from numpy.
+"""
+import numpy as np
+
+QRANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767),
+          "uint16": (0, 65535), "int4": (-8, 7), "uint4": (0, 15), "int32": (-2**31, 2**31 - 1)}
+
+
+def quantize(x, scale, zero_point, dtype):
+    """ONNX QuantizeLinear on float32 data with per-channel (last axis) or scalar parameters."""
+    lo, hi = QRANGE[dtype]
+    q = np.rint(np.asarray(x, np.float32) / np.asarray(scale, np.float32))
+    q = np.clip(q.astype(np.float64) + np.asarray(zero_point, np.float64), lo, hi)
+    return q.astype(np.int64)
+
+
+def dequantize(q, scale, zero_point):
+    """ONNX DequantizeLinear: float32(q - zero_point) * scale."""
+    d = (np.asarray(q, np.int64) - np.asarray(zero_point, np.int64)).astype(np.float32)
+    return d * np.asarray(scale, np.float32)
+
+
+def apply_float_ops(x, ops):
+    """Apply a chain of elementwise float32 ops, as onnxruntime would, to array x.
+
+    `ops` is a list of lists: ["add", c], ["mul", c], ["relu"], ["clip", lo, hi],
+    ["quantize", scale, zero_point, dtype], ["dequantize", scale, zero_point];
+    a constant c may be a scalar or a per-channel list (channels on the last axis).
+    """
+    for op in ops:
+        kind = op[0]
+        if kind == "add":
+            x = np.asarray(x, np.float32) + np.asarray(op[1], np.float32)
+        elif kind == "mul":
+            x = np.asarray(x, np.float32) * np.asarray(op[1], np.float32)
+        elif kind == "relu":
+            x = np.maximum(np.asarray(x, np.float32), np.float32(0))
+        elif kind == "clip":
+            x = np.asarray(x, np.float32)
+            if op[1] is not None:
+                x = np.maximum(x, np.float32(op[1]))
+            if op[2] is not None:
+                x = np.minimum(x, np.float32(op[2]))
+        elif kind == "quantize":
+            x = quantize(x, op[1], op[2], op[3])
+        elif kind == "dequantize":
+            x = dequantize(x, op[1], op[2])
+        else:
+            raise ValueError(f"unknown float op {kind!r}")
+    return x

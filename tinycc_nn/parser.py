@@ -1,0 +1,106 @@
+"""Read the IR text form (.tir) with the lark grammar shipped in `grammar/`.
+
+Errors name `file:line:col` and show the offending line with a caret under the
+column, so a hand-edited IR file is as easy to fix as source code.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+
+import lark
+import numpy as np
+
+from .errors import TinyccError
+from .ir import Graph, TensorType
+
+
+@lru_cache(maxsize=1)
+def _parser() -> lark.Lark:
+    text = resources.files("tinycc_nn.grammar").joinpath("tir.lark").read_text()
+    return lark.Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+class _Values(lark.Transformer):
+    def int(self, t):
+        return int(t[0])
+
+    def float(self, t):
+        return float(t[0])
+
+    def string(self, t):
+        return t[0][1:-1].replace('\\"', '"').replace("\\\\", "\\")
+
+    def true(self, _):
+        return True
+
+    def false(self, _):
+        return False
+
+    def null(self, _):
+        return None
+
+    def list(self, items):
+        return [] if items == [None] else list(items)
+
+
+def _caret(text: str, filename: str, line: int, col: int, msg: str) -> TinyccError:
+    src = text.splitlines()[line - 1] if 0 < line <= len(text.splitlines()) else ""
+    return TinyccError(f"{filename}:{line}:{col}: {msg}\n  {src}\n  {' ' * (col - 1)}^")
+
+
+def parse(text: str, filename: str = "<tir>") -> Graph:
+    try:
+        tree = _parser().parse(text)
+    except lark.exceptions.UnexpectedInput as e:
+        if isinstance(e, lark.exceptions.UnexpectedEOF):
+            lines = text.splitlines() or [""]
+            line, col, msg = len(lines), len(lines[-1]) + 1, "unexpected end of file"
+        else:
+            line, col = e.line, e.column
+            tok = getattr(e, "token", None)
+            msg = f"unexpected '{tok}'" if tok is not None else "unexpected character"
+        raise _caret(text, filename, line, col, msg) from None
+    tree = _Values().transform(tree)
+    graph = Graph(str(tree.children[0])[1:])
+    for stmt in tree.children[1:]:
+        _add_stmt(graph, stmt, text, filename)
+    return graph
+
+
+def _add_stmt(graph: Graph, stmt, text: str, filename: str) -> None:
+    name_tok, op_tok, *rest = stmt.children
+    name = str(name_tok)[1:]
+    operands, attrs, type_ = [], {}, None
+    for item in rest:
+        if isinstance(item, lark.Token) and item.type == "VALUE":
+            operands.append(item)
+        elif isinstance(item, lark.Tree) and item.data == "attrs":
+            for attr in item.children:
+                if attr is not None:
+                    attrs[str(attr.children[0])] = attr.children[1]
+        elif isinstance(item, lark.Tree) and item.data == "type":
+            type_ = _type(item)
+    for tok in operands:
+        if tok[1:] not in graph.g:
+            raise _caret(text, filename, tok.line, tok.column, f"{tok} is used before it is defined")
+    if name in graph.g:
+        raise _caret(text, filename, name_tok.line, name_tok.column, f"%{name} is defined twice")
+    if op_tok == "const" and "values" in attrs:
+        attrs["values"] = np.asarray(attrs["values"], dtype=np.int64)
+    graph.add(name, str(op_tok), [str(t)[1:] for t in operands], attrs, type_)
+
+
+def _type(tree) -> TensorType:
+    typename, *dims, lo, hi = tree.children
+    dims = [int(d) for d in dims if d is not None]
+    return TensorType(typename[0] == "i", int(typename[1:]), tuple(dims), int(lo), int(hi))
+
+
+def parse_file(path) -> Graph:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise TinyccError(f"{path}: cannot read: {e.strerror}") from None
+    return parse(text, str(path))
