@@ -63,3 +63,38 @@ def apply_float_ops(x, ops):
         else:
             raise ValueError(f"unknown float op {kind!r}")
     return x
+
+
+def sample_shape(shape):
+    """An ONNX shape without its batch dimension (a leading symbolic or 1 dimension)."""
+    shape = list(shape)
+    if shape and (isinstance(shape[0], str) or (shape[0] == 1 and len(shape) >= 2)):
+        shape = shape[1:]
+    return [1 if isinstance(d, str) else int(d) for d in shape]
+
+
+def prepare_input(x, attrs):
+    """Float (or integer) model inputs [n, ...] -> the program's integer inputs [n, F]."""
+    x = np.asarray(x)
+    size = int(np.prod(sample_shape(attrs["shape"]), dtype=np.int64))
+    if x.ndim == 0 or x.size != x.shape[0] * size:
+        raise ValueError(f"inputs of shape {list(x.shape)} do not hold samples of "
+                         f"{sample_shape(attrs['shape'])} ({size} values each) for input "
+                         f"'{attrs['name']}'")
+    flat = x.reshape(x.shape[0], size)
+    if attrs.get("scale") is not None:
+        return quantize(flat.astype(np.float32), attrs["scale"], attrs["zero_point"], attrs["qdtype"])
+    lo, hi = QRANGE[attrs["qdtype"]]
+    if flat.dtype.kind not in "iu" or flat.min(initial=lo) < lo or flat.max(initial=hi) > hi:
+        raise ValueError(f"input '{attrs['name']}' takes {attrs['qdtype']} values")
+    return flat.astype(np.int64)
+
+
+def finish_output(values, attrs):
+    """Program results [n, size] (int) -> the ONNX output tensor per sample [n, ...]."""
+    y = np.asarray(values, np.int64)
+    if attrs["float_ops"]:
+        y = apply_float_ops(y, attrs["float_ops"])
+    if attrs.get("index") is not None:
+        y = y[:, np.asarray(attrs["index"])]
+    return y.reshape([y.shape[0]] + sample_shape(attrs["shape"])).astype(attrs["dtype"])

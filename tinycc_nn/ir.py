@@ -72,8 +72,12 @@ class OpSpec:
     has_result: bool = True
 
 
+PLAN_ATTRS = ("ram_offset", "ram_bytes")   # set by the plan-ram pass
+
+
 def _spec(n, req, opt=(), result=True):
-    return OpSpec(n, frozenset(req), frozenset(opt), result)
+    return OpSpec(n, frozenset(req), frozenset(opt) | (frozenset(PLAN_ATTRS) if result else frozenset()),
+                  result)
 
 
 REQUANT_ATTRS = ("mult", "rnd", "shift", "rounding", "lo", "hi")
@@ -124,6 +128,7 @@ class Graph:
         self.name = name
         self.g = nx.DiGraph()
         self._counter = 0
+        self.ram_peak = None    # bytes, once plan-ram has run
 
     # construction -----------------------------------------------------------
     def add(self, name: str, op: str, operands=(), attrs=None, type=None) -> str:
@@ -156,6 +161,14 @@ class Graph:
         self.g.nodes[name]["operands"] = list(operands)
         for src in operands:
             self.g.add_edge(src, name)
+
+    def rename(self, old: str, new: str) -> None:
+        if new in self.g:
+            raise ValueError(f"duplicate IR value %{new}")
+        users = self.users(old)
+        nx.relabel_nodes(self.g, {old: new}, copy=False)
+        for user in users:
+            self.g.nodes[user]["operands"] = [new if o == old else o for o in self.operands(user)]
 
     def replace_uses(self, old: str, new: str) -> None:
         for user in list(self.users(old)):
@@ -339,6 +352,23 @@ def verify(graph: Graph) -> None:
     cache: dict = {}
     for name in graph.order():
         _verify_node(graph, name, cache)
+    _verify_ram_plan(graph)
+
+
+def _verify_ram_plan(graph: Graph) -> None:
+    """Values that are live at the same time must not share RAM."""
+    order = graph.order()
+    pos = {n: i for i, n in enumerate(order)}
+    live = []
+    for n in order:
+        a = graph.attrs(n)
+        if "ram_offset" in a:
+            end = max((pos[u] for u in graph.users(n)), default=pos[n])
+            live.append((n, pos[n], end, a["ram_offset"], a["ram_bytes"]))
+    for i, (n, s1, e1, o1, b1) in enumerate(live):
+        for m, s2, e2, o2, b2 in live[i + 1:]:
+            if s1 <= e2 and s2 <= e1 and o1 < o2 + b2 and o2 < o1 + b1:
+                raise TinyccError(f"%{n} and %{m} are live together but share RAM")
 
 
 def _verify_node(graph: Graph, name: str, cache: dict) -> None:

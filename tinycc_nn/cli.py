@@ -1,0 +1,252 @@
+"""The `tinycc-nn` command line.
+
+Exit codes: 0 success, 1 verification mismatch, 2 user error (one line on stderr,
+no traceback, no half-written output), 3 internal error (a bug in tinycc-nn).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .backend import available_targets, get_backend
+from .compiler import compile as compile_model
+from .errors import TinyccError
+from .printer import print_graph
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise TinyccError(message)
+
+
+def _warn(msg: str) -> None:
+    print(f"tinycc-nn: warning: {msg}", file=sys.stderr)
+
+
+def _options(args) -> dict:
+    opts = {}
+    if getattr(args, "opt", None):
+        opts["opt"] = args.opt
+    for item in getattr(args, "option", None) or []:
+        if "=" not in item:
+            raise TinyccError(f"--option {item!r}: expected KEY=VALUE")
+        k, v = item.split("=", 1)
+        opts[k.replace("-", "_")] = _parse_value(v)
+    return opts
+
+
+def _parse_value(v: str):
+    for conv in (int, float):
+        try:
+            return conv(v)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(v.lower(), v)
+
+
+def _dump_hook(spec):
+    if not spec:
+        return None
+    wanted = {s for item in spec for s in item.split(",")}
+
+    def hook(name, graph):
+        if "all" in wanted or name in wanted:
+            sys.stderr.write(f"# IR after {name}\n{print_graph(graph)}")
+    return hook, wanted
+
+
+def _compile(args, **extra):
+    dump = _dump_hook(getattr(args, "dump_ir", None))
+    hook = dump[0] if dump else None
+    art = compile_model(args.model, args.target, on_pass=hook, warn=_warn,
+                        stop_after=getattr(args, "stop_after", None),
+                        verify_ir=getattr(args, "verify_ir", False), **_options(args), **extra)
+    if dump:
+        from .pipeline import check_pass_name, pipeline_for
+        passes = pipeline_for(art.backend, art.options)
+        for name in dump[1]:
+            check_pass_name(name, passes, "--dump-ir")
+    return art
+
+
+def cmd_compile(args) -> int:
+    art = _compile(args)
+    if not art.files:
+        print(f"stopped after {args.stop_after}; nothing written", file=sys.stderr)
+        return 0
+    out = Path(args.output or f"{Path(args.model).stem}.{args.target}")
+    files = dict(art.files)
+    files["report.json"] = json.dumps(art.report, indent=2) + "\n"
+    art.files = files
+    art.write(out)
+    r = art.report
+    rom = f"{r['rom_used']}" + (f"/{r['rom_capacity']}" if r.get("rom_capacity") else "")
+    ram = f"{r['ram_used']}" + (f"/{r['ram_capacity']}" if r.get("ram_capacity") else "")
+    print(f"{args.target}: wrote {', '.join(sorted(files))} to {out}/ "
+          f"(ROM {rom} {r['rom_unit']}, RAM {ram} bytes"
+          + (f", {r['cycles_per_inference']} cycles/inference" if r.get("cycles_per_inference") else "")
+          + ")")
+    return 0
+
+
+def cmd_ir(args) -> int:
+    args.stop_after = args.after
+    art = _compile(args)
+    sys.stdout.write(print_graph(art.graph))
+    return 0
+
+
+def cmd_targets(args) -> int:
+    for name, ep in sorted(available_targets().items()):
+        try:
+            desc = get_backend(name).description
+        except TinyccError as e:
+            desc = f"(broken: {e})"
+        print(f"{name:12s} {desc}")
+    return 0
+
+
+def _load_inputs(path, limit):
+    try:
+        x = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise TinyccError(f"{path}: no such file") from None
+    except (ValueError, OSError) as e:
+        raise TinyccError(f"{path}: not a .npy array ({e})") from None
+    if not isinstance(x, np.ndarray) or x.ndim < 1:
+        raise TinyccError(f"{path}: need an array with a leading batch dimension")
+    if limit is not None:
+        if limit < 1:
+            raise TinyccError("--limit must be at least 1")
+        x = x[:limit]
+    return x
+
+
+def _reference(args, art, x):
+    """onnxruntime for .onnx models; the python reference backend for .tir files."""
+    from .verify import compare, verify_artifact, VerifyResult
+    if not str(args.model).endswith(".tir"):
+        return verify_artifact(art, args.model, x, optimized_ort=args.ort_optimized)
+    ours, stats = art.run(x, with_stats=True)
+    ref = compile_model(args.model, "python").run(x)
+    bad, detail = compare(ours, ref)
+    from .verify import _class_of
+    agree = int((_class_of(ours) == _class_of(ref)).sum())
+    return VerifyResult(len(bad), int(bad.sum()), agree,
+                        int(np.argmax(bad)) if bad.any() else None, ours, stats, detail)
+
+
+def cmd_verify(args) -> int:
+    x = _load_inputs(args.inputs, args.limit)
+    art = _compile(args)
+    if not art.files:
+        raise TinyccError("verify cannot stop early; drop --stop-after")
+    res = _reference(args, art, x)
+    s = res.summary()
+    s.update(target=args.target, rom_used=art.report.get("rom_used"), ram_used=art.report.get("ram_used"))
+    if args.json:
+        print(json.dumps(s))
+    else:
+        ref = "python reference" if str(args.model).endswith(".tir") else "onnxruntime"
+        line = (f"{args.target}: {s['n']} inputs, {s['mismatches']} mismatches vs {ref}, "
+                f"argmax agree {s['argmax_agree']}/{s['n']}")
+        if s["cycles_mean"] is not None:
+            line += f", cycles mean {s['cycles_mean']:.0f} max {s['cycles_max']}"
+        if s["instructions_mean"] is not None:
+            line += f", instructions mean {s['instructions_mean']:.0f}"
+        print(line)
+        if res.detail:
+            print(f"first mismatch: {res.detail}")
+    return 0 if res.mismatches == 0 else 1
+
+
+def cmd_run(args) -> int:
+    x = _load_inputs(args.inputs, args.limit)
+    art = _compile(args)
+    outs = art.run(x)
+    out = Path(args.output)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.resolve().parent)
+    os.close(fd)
+    try:
+        if out.suffix == ".npz":
+            np.savez(tmp, **outs)
+        else:
+            np.save(tmp, next(iter(outs.values())))
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    print(f"{args.target}: {len(x)} inputs -> {out}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="tinycc-nn", description="Compile quantized ONNX networks for tiny MCUs.")
+    p.add_argument("--version", action="version", version=f"tinycc-nn {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def common(sp, target_required=True):
+        sp.add_argument("model", help="an .onnx model or .tir IR file")
+        sp.add_argument("-t", "--target", required=target_required, default="python")
+        sp.add_argument("--opt", choices=["size", "speed"], help="size/speed trade-off")
+        sp.add_argument("--option", action="append", metavar="KEY=VALUE", help="a backend option")
+        sp.add_argument("--verify-ir", action="store_true", help="verify the IR after every pass")
+        sp.add_argument("--dump-ir", action="append", metavar="PASS|all",
+                        help="print the IR after this pass (comma list, or all) to stderr")
+
+    c = sub.add_parser("compile", help="compile a model for a target")
+    common(c)
+    c.add_argument("-o", "--output", help="output folder (default MODEL.TARGET)")
+    c.add_argument("--stop-after", metavar="PASS", help="stop after this pass")
+    c.set_defaults(func=cmd_compile)
+
+    i = sub.add_parser("ir", help="print the IR text")
+    common(i, target_required=False)
+    i.add_argument("--after", metavar="PASS", help="print the IR after this pass (default: all passes)")
+    i.set_defaults(func=cmd_ir)
+
+    t = sub.add_parser("targets", help="list the targets")
+    t.set_defaults(func=cmd_targets)
+
+    for name, func, hlp in (("verify", cmd_verify, "run the compiled program, compare with onnxruntime"),
+                            ("run", cmd_run, "run the compiled program on inputs")):
+        v = sub.add_parser(name, help=hlp)
+        common(v)
+        v.add_argument("--inputs", required=True, metavar="X.npy")
+        v.add_argument("--limit", type=int, metavar="N", help="use the first N inputs")
+        if name == "verify":
+            v.add_argument("--json", action="store_true", help="one JSON object on stdout")
+            v.add_argument("--ort-optimized", action="store_true",
+                           help="compare with onnxruntime's optimized graph instead of the plain one")
+        else:
+            v.add_argument("-o", "--output", required=True, metavar="Y.npy|Y.npz")
+        v.set_defaults(func=func)
+    return p
+
+
+def main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except TinyccError as e:
+        print(f"tinycc-nn: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # a bug: say so in one line; TINYCC_NN_DEBUG=1 shows the traceback
+        if os.environ.get("TINYCC_NN_DEBUG"):
+            raise
+        print(f"tinycc-nn: internal error: {type(e).__name__}: {e} "
+              "(set TINYCC_NN_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

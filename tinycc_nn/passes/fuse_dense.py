@@ -1,0 +1,67 @@
+"""fuse-dense: layer flattening.
+
+Matches   matmul(x, w) -> [bias_add] -> [requant] -> [clamp]*
+where every intermediate value has exactly one user, and replaces the chain by one
+`dense` op.  A trailing clamp narrows the requant's bounds (two clamps compose to
+one).  A matmul with no requant becomes a dense with mult=1, rnd=0, shift=0 and no
+clamp (a raw accumulator output).  Does not move clamps that sit between the
+accumulator and the requant (per-channel requant would need per-channel bounds).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ir import Graph, infer_type
+from . import Pass
+
+
+def compose_clamp(lo1, hi1, lo2, hi2):
+    """clamp(clamp(v, lo1, hi1), lo2, hi2) as one clamp (None = unbounded)."""
+    lo = lo2 if lo1 is None else (lo1 if lo2 is None else max(lo1, lo2))
+    hi = hi2 if hi1 is None else (hi1 if hi2 is None else min(hi1, hi2))
+    if lo is not None and hi is not None and lo > hi:
+        # the second clamp's interval lies entirely outside the first one's
+        v = lo2 if hi1 is not None and lo2 is not None and hi1 < lo2 else hi2
+        lo = hi = v
+    return lo, hi
+
+
+def _sole_user(graph: Graph, name: str, op: str):
+    users = graph.users(name)
+    if len(users) == 1 and graph.op(users[0]) == op:
+        return users[0]
+    return None
+
+
+@dataclass(frozen=True)
+class FuseDense(Pass):
+    name = "fuse-dense"
+
+    def apply(self, graph: Graph) -> bool:
+        changed = False
+        for mm in graph.nodes_of("matmul"):
+            chain, attrs = [mm], {"bias": 0, "mult": 1, "rnd": 0, "shift": 0,
+                                  "rounding": "floor", "lo": None, "hi": None}
+            nxt = _sole_user(graph, mm, "bias_add")
+            if nxt:
+                chain.append(nxt)
+                attrs["bias"] = graph.attrs(nxt)["bias"]
+            nxt = _sole_user(graph, chain[-1], "requant")
+            if nxt:
+                chain.append(nxt)
+                attrs.update({k: graph.attrs(nxt)[k] for k in
+                              ("mult", "rnd", "shift", "rounding", "lo", "hi")})
+            while (nxt := _sole_user(graph, chain[-1], "clamp")):
+                chain.append(nxt)
+                a = graph.attrs(nxt)
+                attrs["lo"], attrs["hi"] = compose_clamp(attrs["lo"], attrs["hi"], a["lo"], a["hi"])
+            last = chain[-1]
+            name = graph.fresh(mm + ".dense")
+            graph.add(name, "dense", graph.operands(mm), attrs)
+            graph.node(name)["type"] = infer_type(graph, name)
+            graph.replace_uses(last, name)
+            for n in chain:
+                graph.remove(n)
+            graph.rename(name, mm)      # the layer keeps its ONNX name
+            changed = True
+        return changed

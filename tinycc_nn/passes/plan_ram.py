@@ -1,0 +1,68 @@
+"""plan-ram: give every vector in RAM an offset, from lifetimes.
+
+A value lives from the op that defines it to its last user, both included (so an
+op's result never overlaps its operands).  Lifetimes become sorted open/close
+events; each opened buffer takes the lowest offset that fits beside the buffers
+still open (first fit).  Records `ram_offset` and `ram_bytes` on each planned
+value and the peak on the graph (`graph.ram_peak`).  Constants live in ROM; the
+input is planned only when the target keeps it in RAM; argmax results and outputs
+are returned in registers and not planned.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ir import Graph
+from . import Pass
+
+
+def storage_bytes(bits: int) -> int:
+    return 1 if bits <= 8 else 2 if bits <= 16 else 4
+
+
+def plan(intervals: dict) -> tuple[dict, int]:
+    """intervals: name -> (start, end, size). Returns (name -> offset, peak)."""
+    events = sorted((s, 0, n) for n, (s, e, size) in intervals.items())
+    offsets, open_, peak = {}, {}, 0
+    for start, _, name in events:
+        for other in [o for o in open_ if intervals[o][1] < start]:
+            del open_[other]
+        size = intervals[name][2]
+        taken = sorted((offsets[o], offsets[o] + intervals[o][2]) for o in open_)
+        offset = 0
+        for lo, hi in taken:
+            if offset + size <= lo:
+                break
+            offset = max(offset, hi)
+        offsets[name] = offset
+        open_[name] = True
+        peak = max(peak, offset + size)
+    return offsets, peak
+
+
+@dataclass(frozen=True)
+class PlanRam(Pass):
+    name = "plan-ram"
+    input_in_ram: bool = True
+
+    def apply(self, graph: Graph) -> bool:
+        order = graph.order()
+        pos = {n: i for i, n in enumerate(order)}
+        intervals = {}
+        for n in order:
+            op = graph.op(n)
+            if op in ("const", "output", "argmax") or (op == "input" and not self.input_in_ram):
+                continue
+            users = graph.users(n)
+            end = max((pos[u] for u in users), default=pos[n])
+            t = graph.type(n)
+            intervals[n] = (pos[n], end, t.size * storage_bytes(t.bits))
+        offsets, peak = plan(intervals)
+        changed = False
+        for n, off in offsets.items():
+            a = graph.attrs(n)
+            if (a.get("ram_offset"), a.get("ram_bytes")) != (off, intervals[n][2]):
+                a["ram_offset"], a["ram_bytes"] = off, intervals[n][2]
+                changed = True
+        graph.ram_peak = peak
+        return changed
