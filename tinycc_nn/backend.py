@@ -8,6 +8,7 @@ plugin package is found the moment it is installed.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import ClassVar
 
@@ -50,8 +51,9 @@ class Backend:
         raise NotImplementedError
 
 
+@lru_cache(maxsize=1)
 def available_targets() -> dict:
-    """Target name -> entry point, for every installed backend."""
+    """Target name -> entry point, for every installed backend (read once per process)."""
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 

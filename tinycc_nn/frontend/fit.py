@@ -78,10 +78,16 @@ def _boundary(v, shift, rounding):
     return v * (1 << shift) - (1 << (shift - 1)) + ((v + parity) % 2)
 
 
+def _bits(a) -> int:
+    return max(abs(int(a.min())), abs(int(a.max())) + 1).bit_length() if a.size else 0
+
+
 def _rnd_interval(t, v, mult, shift, rounding, a_lo, a_hi, y_lo, y_hi, lo, hi):
     """Range [r_min, r_max] of rnd making g match thresholds t of levels v (Python ints)."""
     r_min, r_max = -(1 << 62), 1 << 62
     if t.size:
+        if shift + _bits(v) < 61 and mult.bit_length() + _bits(t) < 61:
+            t, v = t.astype(np.int64), v.astype(np.int64)     # no overflow: fast path
         b = _boundary(v, shift, rounding)
         r_min = int((b - mult * t).max())
         r_max = int((b - mult * (t - 1)).min()) - 1
@@ -92,24 +98,34 @@ def _rnd_interval(t, v, mult, shift, rounding, a_lo, a_hi, y_lo, y_hi, lo, hi):
     return r_min, r_max
 
 
-def _fit_channel(t, v, rounding, a_lo, a_hi, y_lo, y_hi, lo, hi):
+def _fit_channel(t, v, rounding, a_lo, a_hi, y_lo, y_hi, lo, hi, hint=None):
     if y_lo == y_hi:
         return 0, y_lo, 0
     if t.size >= 2 and t[-1] > t[0]:
-        ratio = (v[-1] - v[0]) / float(t[-1] - t[0])
+        ratio = float(v[-1] - v[0]) / float(t[-1] - t[0])
     else:
         ratio = float(max(v.size, 1))
-    for shift in range(MAX_SHIFT + 1):
+    tried = set()
+
+    def attempt(mult, shift):
+        if (mult, shift) in tried or not 1 <= mult < MAX_MULT or not 0 <= shift <= MAX_SHIFT:
+            return None
+        tried.add((mult, shift))
+        r_min, r_max = _rnd_interval(t, v, mult, shift, rounding, a_lo, a_hi, y_lo, y_hi, lo, hi)
+        return (mult, r_min, shift) if r_min <= r_max else None
+
+    if hint is not None and (found := attempt(*hint)):
+        return found
+    # with mult near 1 the shift is about -log2(ratio); larger shifts buy mult precision
+    start = max(0, int(np.floor(-np.log2(ratio))) - 1)
+    for shift in range(start, MAX_SHIFT + 1):
         guess = ratio * (1 << shift)
-        base = int(np.floor(guess))
-        for mult in sorted({base - 1, base, base + 1, base + 2, 1 if shift == 0 else 0}):
-            if not 1 <= mult < MAX_MULT:
-                continue
-            r_min, r_max = _rnd_interval(t, v, mult, shift, rounding, a_lo, a_hi, y_lo, y_hi, lo, hi)
-            if r_min <= r_max:
-                return mult, r_min, shift
         if guess >= MAX_MULT:
             break
+        base = int(np.floor(guess))
+        for mult in (base, base + 1, base - 1, base + 2):
+            if (found := attempt(mult, shift)):
+                return found
     raise FitError(-1, f"no multiplier below {MAX_MULT} and shift up to {MAX_SHIFT} "
                        "reproduces onnxruntime's rounding on the whole accumulator range")
 
@@ -142,13 +158,16 @@ def fit_requant(f, a_lo, a_hi) -> Fit:
 def _fit_all(t, rounding, a_lo, a_hi, y_lo, y_hi, lo, hi):
     n = a_lo.size
     mult, rnd, shift = (np.zeros(n, np.int64) for _ in range(3))
+    hint = None
     for c in range(n):
         k = int(y_hi[c] - y_lo[c])
         tc = np.array([int(x) for x in t[c, :k]], dtype=object)
         vc = np.array([int(y_lo[c]) + 1 + i for i in range(k)], dtype=object)
         try:
             mult[c], rnd[c], shift[c] = _fit_channel(tc, vc, rounding, int(a_lo[c]), int(a_hi[c]),
-                                                     int(y_lo[c]), int(y_hi[c]), lo, hi)
+                                                     int(y_lo[c]), int(y_hi[c]), lo, hi, hint)
         except FitError as e:
             raise FitError(c, str(e).split(": ", 1)[1]) from None
+        if mult[c]:
+            hint = (int(mult[c]), int(shift[c]))    # neighbours usually share the scale ratio
     return mult, rnd, shift
