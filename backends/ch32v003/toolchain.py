@@ -7,9 +7,9 @@
 Two libraries are linked by path, after the objects:
   * libgcc, for `__mulsi3`, `__divsi3` and friends. GCC 12's multilib table
     knows `rv32e/ilp32e` but does not match `-march=rv32ec_zicsr` to it (the
-    `_zicsr` suffix defeats the match), so `-lgcc` would silently pick the rv64
-    default library and the link would fail. The multilib is looked up with the
-    base ISA string instead.
+    `_zicsr` suffix defeats the match), so `-lgcc` finds only the rv64 default
+    library, ld skips it as incompatible and `__mulsi3` stays undefined. The
+    multilib is looked up with the base ISA string instead.
   * picolibc's libc.a for the same multilib, if installed: GCC requires even
     freestanding code to have memcpy, memmove, memset and memcmp, and emits
     calls to them itself (zeroing a local array, copying a struct). Being an
@@ -44,7 +44,8 @@ DEFAULT_CFLAGS: tuple[str, ...] = (
     # One section per function and object so --gc-sections drops what is unused.
     "-ffunction-sections", "-fdata-sections",
 )
-LINK_FLAGS: tuple[str, ...] = ("-Wl,--gc-sections", "-Wl,--no-warn-rwx-segments")
+# Unreferenced sections go; linker warnings are errors, like compiler warnings.
+LINK_FLAGS: tuple[str, ...] = ("-Wl,--gc-sections", "-Wl,--fatal-warnings")
 
 
 class ToolchainError(RuntimeError):
