@@ -172,6 +172,11 @@ def test_jump_to_unmapped_address_is_a_fault(build):
     assert "fetch from unmapped memory at 0x10000000" in run.fault
 
 
+def test_store_to_flash_is_a_fault(build):
+    run = _probe(build, "flash_write").run(bytes(8))
+    assert "write to read-only memory at 0x08000100" in run.fault
+
+
 def test_runaway_code_hits_the_instruction_limit(build):
     run = _probe(build, "forever", max_instructions=20_000).run(bytes(8))
     assert "instruction limit of 20000" in run.fault
