@@ -10,7 +10,8 @@ and were checked word for word against Debian's sdas 4.2 (`tests/backends/pdk/te
 Operand text is the sdas syntax SDCC emits, with numbers where SDCC writes symbols:
 ``M`` and ``IO`` are addresses (``0x12``), ``#k`` an 8-bit immediate, ``#n`` a bit number,
 ``k`` a code *word* address (``goto 0x010``). I/O forms carry the ``.io`` suffix
-(``mov.io a, 0x02``); ``sp`` and ``f`` are accepted for I/O 0x02 and 0x00 as sdas does.
+(``mov.io a, 0x02``); as in sdas, ``f`` and ``sp`` name I/O 0x00 and 0x02, and ``z c ac ov``
+the flag bit numbers 0-3 (``t1sn.io f, c``).
 sdas 4.2 rejects the ``M.n`` bit syntax of the Padauk manuals: write ``t0sn M, #n``.
 
 Cycle model (one number per form in `isa_forms`, plus `Entry.skip_cycles` for a taken skip):
@@ -99,6 +100,7 @@ class Entry:
 
 _NUMBER = re.compile(r"^(0[xX][0-9a-fA-F]+|0[bB][01]+|[1-9][0-9]*|0)$")
 _IO_NAMES = {"f": 0x00, "sp": 0x02}
+_FLAG_BITS = {"z": 0, "c": 1, "ac": 2, "ov": 3}  # bit numbers of FLAG, as in `t1sn.io f, c`
 
 
 def _number(text: str, line: str) -> int:
@@ -145,7 +147,8 @@ class Core:
         mnemonic, _, rest = text.partition(" ")
         mnemonic = mnemonic.lower()
         raw = [op.strip() for op in rest.split(",")] if rest.strip() else []
-        shape = tuple("a" if op.lower() == "a" else "#" if op.startswith("#") else "@" for op in raw)
+        shape = tuple("a" if op.lower() == "a" else "#" if op.startswith("#") or op.lower() in _FLAG_BITS
+                      else "@" for op in raw)
         entry = self._by_shape.get((mnemonic, shape))
         if entry is None:
             if any(re.fullmatch(r"\w+\.\d", op) for op in raw):
@@ -162,6 +165,10 @@ class Core:
             op = op.lstrip("#").strip()
             if name == "IO" and op.lower() in _IO_NAMES:
                 operands[name] = _IO_NAMES[op.lower()]
+            elif op.lower() in _FLAG_BITS:
+                if name != "n":
+                    raise ValueError(f"{line!r}: flag name {op!r} only stands for a bit number")
+                operands[name] = _FLAG_BITS[op.lower()]
             else:
                 operands[name] = _number(op, line)
         self.encode(entry, operands)  # range check now, with the line in hand

@@ -1,10 +1,13 @@
 """What each instruction form does and costs, shared by pdk13 and pdk14 (only the encodings
 differ between the cores, see `isa_pdk13` / `isa_pdk14`).
 
-Semantics are Python statements over the CPU state, which the simulator's block translator
+Semantics are Python statements over the CPU state, which the simulator's translator
 (`translate.py`) pastes into generated code after filling in the operands ``{M} {IO} {k}
-{n}``. State names: ``a``; flags ``z c ac ov`` (0/1); RAM list ``m``; temporaries ``r t u v w
-p q``. Words in capitals are expanded by the translator, because they depend on the part
+{n}`` and the numbers derived from them ``{M1}`` (M + 1), ``{k15}`` (k & 15), ``{bit}``
+(1 << n), ``{nbit}`` (the other seven bits): the translator lifts numbers out of the code
+it compiles, so constant sub-expressions must be folded here. State names: ``a``; flags
+``z c ac ov`` (0/1); RAM list ``m``; temporaries ``r t u v w p q`` (the translator's own: ``s
+n cy``). Words in capitals are expanded by the translator, because they depend on the part
 or on an address only known per instruction:
 
 * ``IOR`` / ``IOW = x``: read / write I/O register ``{IO}`` (0x00 is FLAG, 0x02 is SP, checked
@@ -12,7 +15,8 @@ or on an address only known per instruction:
 * ``FLAGS`` / ``FLAGS = x``: the flag byte, Z bit 0, C bit 1, AC bit 2, OV bit 3.
 * ``RAM_BYTES``: the part's RAM size. ``CHECK cond, what``: fault unless ``cond``.
 * ``PUSH x, y`` / ``POP x, y``: two stack bytes at SP, checked against the stack limit.
-* Control: ``SKIP = cond``, ``GOTO k``, ``CALL k``, ``RET``, ``PCADD``, ``STOP``, ``FAULT msg``.
+* Control: ``SKIP = cond``, ``GOTO k``, ``CALL k``, ``RET address``, ``PCADD``, ``STOP``,
+  ``FAULT msg``.
 
 Flags follow the free-pdk tables and the golden vectors: add-type instructions set C to the
 carry out of bit 7, AC to the carry out of bit 3, OV to signed overflow; subtract-type ones set
@@ -32,18 +36,34 @@ class Behaviour:
     semantics: tuple[str, ...] | None
 
 
+def _sum(*terms: str) -> str:
+    kept = [t for t in terms if t != "0"]
+    return " + ".join(kept) if kept else "0"
+
+
+def _nibble(operand: str) -> str:
+    """The low nibble of an operand, folded where it is a known number."""
+    if operand == "{k}":
+        return "{k15}"
+    return str(int(operand) & 15) if operand.isdigit() else f"({operand} & 15)"
+
+
+def _minus(x: str, *terms: str) -> str:
+    return " - ".join([x, *(t for t in terms if t != "0")])
+
+
 def _add(x: str, y: str, carry: str = "0") -> tuple[str, ...]:
     # AC and OV read the old operands and the carry-in, so they come before `c` is written.
-    return (f"r = {x} + {y} + {carry}",
-            f"ac = (({x} & 15) + ({y} & 15) + {carry}) >> 4",
+    return (f"r = {_sum(x, y, carry)}",
+            f"ac = ({_sum(_nibble(x), _nibble(y), carry)}) >> 4",
             f"ov = (({x} ^ r) & ({y} ^ r)) >> 7 & 1",
             "z = (r & 255) == 0",
             "c = r >> 8 & 1")
 
 
 def _sub(x: str, y: str, borrow: str = "0") -> tuple[str, ...]:
-    return (f"r = {x} - {y} - {borrow}",
-            f"ac = (({x} & 15) - ({y} & 15) - {borrow}) >> 4 & 1",
+    return (f"r = {_minus(x, y, borrow)}",
+            f"ac = ({_minus(_nibble(x), _nibble(y), borrow)}) >> 4 & 1",
             f"ov = (({x} ^ {y}) & ({x} ^ r)) >> 7 & 1",
             "z = (r & 255) == 0",
             "c = r >> 8 & 1")
@@ -80,7 +100,7 @@ _SL = _on_a_and_m(("c = a >> 7", "a = a << 1 & 255"))
 _SRC = _on_a_and_m(("u = a & 1", "a = a >> 1 | c << 7", "c = u"))
 _SLC = _on_a_and_m(("u = a >> 7", "a = (a << 1 | c) & 255", "c = u"))
 _NOT_MODELLED = "FAULT '{form} is not modelled by the simulator'"
-_IDXM_POINTER = ("p = m[{M}] | m[{M} + 1] << 8",
+_IDXM_POINTER = ("p = m[{M}] | m[{M1}] << 8",
                  "CHECK p < RAM_BYTES, 'idxm pointer %d (read from 0x{M:02x}) outside RAM' % p")
 ALL, Z, C = ("z", "c", "ac", "ov"), ("z",), ("c",)
 
@@ -145,25 +165,25 @@ FORMS: dict[str, Behaviour] = {
     "ceqsn a, M": Behaviour(1, 1, ALL, ("v = m[{M}]", *_sub("a", "v"), "SKIP = a == v")),
     "cneqsn a, #k": Behaviour(1, 1, ALL, (*_sub("a", "{k}"), "SKIP = a != {k}")),
     "cneqsn a, M": Behaviour(1, 1, ALL, ("v = m[{M}]", *_sub("a", "v"), "SKIP = a != v")),
-    "t0sn M, #n": Behaviour(1, 1, (), ("SKIP = (m[{M}] >> {n} & 1) == 0",)),
-    "t1sn M, #n": Behaviour(1, 1, (), ("SKIP = m[{M}] >> {n} & 1",)),
-    "t0sn.io IO, #n": Behaviour(1, 1, (), ("SKIP = (IOR >> {n} & 1) == 0",)),
-    "t1sn.io IO, #n": Behaviour(1, 1, (), ("SKIP = IOR >> {n} & 1",)),
-    "set0 M, #n": Behaviour(1, 0, (), ("m[{M}] = m[{M}] & ~(1 << {n})",)),
-    "set1 M, #n": Behaviour(1, 0, (), ("m[{M}] = m[{M}] | 1 << {n}",)),
-    "set0.io IO, #n": Behaviour(1, 0, (), ("IOW = IOR & ~(1 << {n})",)),
-    "set1.io IO, #n": Behaviour(1, 0, (), ("IOW = IOR | 1 << {n}",)),
+    "t0sn M, #n": Behaviour(1, 1, (), ("SKIP = not m[{M}] & {bit}",)),
+    "t1sn M, #n": Behaviour(1, 1, (), ("SKIP = m[{M}] & {bit}",)),
+    "t0sn.io IO, #n": Behaviour(1, 1, (), ("SKIP = not IOR & {bit}",)),
+    "t1sn.io IO, #n": Behaviour(1, 1, (), ("SKIP = IOR & {bit}",)),
+    "set0 M, #n": Behaviour(1, 0, (), ("m[{M}] = m[{M}] & {nbit}",)),
+    "set1 M, #n": Behaviour(1, 0, (), ("m[{M}] = m[{M}] | {bit}",)),
+    "set0.io IO, #n": Behaviour(1, 0, (), ("IOW = IOR & {nbit}",)),
+    "set1.io IO, #n": Behaviour(1, 0, (), ("IOW = IOR | {bit}",)),
     "swapc.io IO, #n": Behaviour(1, 0, C, ("t = IOR", "u = t >> {n} & 1",
-                                             "IOW = t & ~(1 << {n}) | c << {n}", "c = u")),
+                                             "IOW = t & {nbit} | c << {n}", "c = u")),
     "idxm a, M": Behaviour(2, 0, (), (*_IDXM_POINTER, "a = m[p]")),
     "idxm M, a": Behaviour(2, 0, (), (*_IDXM_POINTER, "m[p] = a")),
     "pushaf": Behaviour(1, 0, (), ("PUSH a, FLAGS",)),
     "popaf": Behaviour(1, 0, ALL, ("POP a, q", "FLAGS = q")),
     "goto k": Behaviour(2, 0, (), ("GOTO {k}",)),
     "call k": Behaviour(2, 0, (), ("CALL {k}",)),
-    "ret": Behaviour(2, 0, (), ("RET",)),
-    "ret #k": Behaviour(2, 0, (), ("a = {k}", "RET")),
-    "reti": Behaviour(2, 0, (), ("RET",)),
+    "ret": Behaviour(2, 0, (), ("POP p, q", "RET p | q << 8")),
+    "ret #k": Behaviour(2, 0, (), ("POP p, q", "a = {k}", "RET p | q << 8")),
+    "reti": Behaviour(2, 0, (), ("POP p, q", "RET p | q << 8")),
     "pcadd a": Behaviour(2, 0, (), ("PCADD",)),
     "stopsys": Behaviour(1, 0, (), ("STOP",)),
     # No interrupt sources, watchdog or wake-up events exist in the simulator: enabling or

@@ -115,6 +115,10 @@ def test_lookup_syntax_variants():
     assert core.lookup("mov.io a, sp")[1] == {"IO": 2}
     assert core.lookup("t1sn.io f, #1")[1] == {"IO": 0, "n": 1}
     assert core.lookup("mov a, 0b101")[1] == {"M": 5}
+    assert core.lookup("t1sn.io f, c") == core.lookup("t1sn.io 0x00, #1")
+    assert core.lookup("set0.io f, ov")[1] == {"IO": 0, "n": 3}
+    with pytest.raises(ValueError, match="flag name"):
+        core.lookup("mov a, c")
 
 
 def declared_flags(entry):

@@ -77,7 +77,8 @@ def test_golden_vectors(core_name):
                 **{f"io{k}": v for k, v in after.get("io", {}).items()},
                 "next_pc": vector.get("pc_delta", 2 if vector["skipped"] else 1)}
         if got != want:
-            mismatches.append((vector["asm"], before, {k: (got[k], want[k]) for k in want if got[k] != want[k]}))
+            wrong = {k: (got[k], want[k]) for k in want if got[k] != want[k]}
+            mismatches.append((vector["asm"], before, wrong))
         count += 1
     assert count > 3000
     assert not mismatches, mismatches[:10]
@@ -304,6 +305,67 @@ def test_running_off_the_end_of_rom():
     result = sim.run()
     assert result.reason == "fault" and "past the end of ROM" in result.message
     assert result.instructions == 2
+
+
+MULTIPLY_TABLE_PROGRAM = """
+    mov a, #0x30
+    mov.io sp, a
+    mov a, #3
+    mov 0x1c, a          ; outer repetitions
+outer:
+    mov a, 0x1c
+    call table           ; a = table[count - 1]
+    mov 0x10, a
+    mov a, #0x27
+    mov 0x11, a
+    clear 0x12
+    clear 0x13
+    mov a, #8
+    mov 0x14, a
+loop:
+    sl 0x12
+    slc 0x13
+    sl 0x11
+    t1sn.io f, c
+    goto skip
+    mov a, 0x10
+    add 0x12, a
+    addc 0x13
+skip:
+    dzsn 0x14
+    goto loop
+    mov a, 0x13
+    idxm 0x1e, a         ; store through a pointer, then bump it
+    inc 0x1e
+    dzsn 0x1c
+    goto outer
+    stopsys
+table:
+    pcadd a
+    ret #0x99
+    ret #0x5a
+    ret #0xc3
+"""
+
+
+def test_regions_agree_with_single_steps():
+    """Translated regions (followed gotos, both skip paths, internal loops) must give the
+    same state and counts as executing one instruction per call."""
+    whole_sim, whole = simulate(MULTIPLY_TABLE_PROGRAM, ram={0x1e: 0x20})
+    assert whole.ok
+    sim = Simulator.for_part("PMS150C", build("pdk13", MULTIPLY_TABLE_PROGRAM))
+    sim.ram[0x1e] = 0x20
+    instructions = cycles = 0
+    while True:
+        step = sim.run(max_instructions=1)  # a runaway stop after one instruction; run resumes
+        instructions += step.instructions
+        cycles += step.cycles
+        if step.ok:
+            break
+        assert "runaway" in step.message
+    assert (step.a, step.flags, step.ram, step.max_sp) == (whole.a, whole.flags, whole.ram, whole.max_sp)
+    assert (instructions, cycles) == (whole.instructions, whole.cycles)
+    assert [whole.ram[0x20 + i] for i in range(3)] == [0x27 * v >> 8 for v in (0xc3, 0x5a, 0x99)]
 
 
 # --- program patching and state -------------------------------------------------------
