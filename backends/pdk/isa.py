@@ -122,7 +122,9 @@ def _names(form: str) -> tuple[str | None, ...]:
 
 @dataclass
 class Core:
-    """One core's table and the text/word conversions over it."""
+    """One core's table and the conversions over it: `lookup` (sdas text -> entry and
+    operands), `encode` (-> word), `decode` (word -> entry and operands, IllegalOpcode if
+    none), `format` / `disassemble` (-> sdas text that `lookup` and sdas read back)."""
 
     name: str
     word_bits: int
@@ -155,7 +157,7 @@ class Core:
                 raise ValueError(f"{line!r}: sdas 4.2 rejects 'M.n'; write 'M, #n'")
             raise ValueError(f"{line!r}: no {self.name} instruction has this form")
         operands: dict[str, int] = {}
-        names = [n for n in _names(entry.form)]
+        names = list(_names(entry.form))
         if len(names) != len(raw):  # an alias with an implicit accumulator ("xch M")
             names = [n for n in names if n is not None]
             raw = [op for op in raw if op.lower() != "a"]
@@ -171,7 +173,10 @@ class Core:
                 operands[name] = _FLAG_BITS[op.lower()]
             else:
                 operands[name] = _number(op, line)
-        self.encode(entry, operands)  # range check now, with the line in hand
+        try:
+            self.encode(entry, operands)  # range check now, with the line in hand
+        except ValueError as error:
+            raise ValueError(f"{line!r}: {error}") from None
         return entry, operands
 
     def encode(self, entry: Entry, operands: dict[str, int] | None = None) -> int:

@@ -264,6 +264,14 @@ def test_flag_register_as_io():
     assert result.ram[5] == 0x11 and result.ram[6] == 0 and result.flags == 0x0f
 
 
+def test_swapc_exchanges_an_io_bit_with_carry():
+    sim = Simulator.for_part("PFS154", build("pdk14", "swapc.io 0x11, #2\nswapc.io 0x11, #7\nstopsys"))
+    sim.io[0x11] = 0b0000_0100
+    result = sim.run()
+    assert result.io[0x11] == 0b1000_0000   # bit 2 went to C, then C went to bit 7
+    assert result.flag("c") == 0 and result.cycles == 3
+
+
 # --- faults ---------------------------------------------------------------------------
 
 FAULTS = [  # (core, source, options, pc, message pattern)
@@ -421,8 +429,9 @@ def test_sdas_assembled_multiply_loop():
         goto loop
         stopsys
     """
-    words = sdas.assemble(source, "pdk14").words
-    sim = Simulator.for_part("PFS154", words)
+    assembly = sdas.assemble(source, "pdk14")
+    sim = Simulator.from_ihx(assembly.ihx, "PFS154")
+    assert sim.rom[:len(assembly.words)] == [assembly.words[i] for i in range(len(assembly.words))]
     for x, y in ((0, 0), (255, 255), (13, 200), (128, 3)):
         sim.reset()
         sim.ram[0x10], sim.ram[0x11] = x, y
