@@ -1,0 +1,150 @@
+"""Small hand-built ONNX graphs for frontend tests, and a strict comparison with onnxruntime.
+
+qdq.py builds whole MLPs; the tests of single operators and forms need graphs
+assembled node by node.  `Net` collects nodes and initializers; its helpers add
+the usual QDQ fragments (quantized input, DequantizeLinear'd integer weights,
+requantization).  `assert_bit_exact` compiles for the reference backend and
+compares every output with onnxruntime, graph optimizations off and on.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+import tinycc_nn
+
+ONNX_TYPE = {"float32": TensorProto.FLOAT, "int8": TensorProto.INT8, "uint8": TensorProto.UINT8,
+             "int16": TensorProto.INT16, "int32": TensorProto.INT32, "int64": TensorProto.INT64,
+             "int4": TensorProto.INT4, "uint4": TensorProto.UINT4}
+NP_TYPE = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32}
+
+
+def f32(x) -> np.ndarray:
+    return np.asarray(x, np.float32)
+
+
+class Net:
+    """An ONNX graph under construction: `add` nodes, `const` initializers, then `model()`."""
+
+    def __init__(self, name: str = "case"):
+        self.name = name
+        self.nodes, self.inits, self.inputs, self.outputs = [], [], [], []
+        self._k = 0
+
+    def fresh(self, base: str) -> str:
+        self._k += 1
+        return f"{base}{self._k}"
+
+    def const(self, arr, base: str = "c") -> str:
+        name = self.fresh(base)
+        self.inits.append(numpy_helper.from_array(np.asarray(arr), name))
+        return name
+
+    def const_typed(self, values, dtype: str, base: str = "c") -> str:
+        """An initializer of an ONNX element type numpy has no array type for (int4/uint4)."""
+        name = self.fresh(base)
+        arr = np.asarray(values)
+        self.inits.append(helper.make_tensor(name, ONNX_TYPE[dtype], list(arr.shape),
+                                             arr.ravel().tolist()))
+        return name
+
+    def add(self, op: str, inputs, out: str | None = None, **attrs) -> str:
+        out = out or self.fresh(op.lower() + "_")
+        self.nodes.append(helper.make_node(op, list(inputs), [out], name=out + "_node", **attrs))
+        return out
+
+    def input(self, name: str, shape, dtype: str = "float32") -> str:
+        self.inputs.append(helper.make_tensor_value_info(name, ONNX_TYPE[dtype], list(shape)))
+        return name
+
+    def output(self, name: str, shape, dtype: str = "float32") -> str:
+        self.outputs.append(helper.make_tensor_value_info(name, ONNX_TYPE[dtype], shape))
+        return name
+
+    # QDQ fragments ---------------------------------------------------------------------
+    def quant(self, x: str, scale, zp=None, dtype: str = "int8", dequant: bool = True) -> str:
+        """QuantizeLinear (and by default DequantizeLinear back), per-tensor."""
+        ins = [x, self.const(f32(scale), "s")]
+        if zp is not None:
+            ins.append(self.const(np.array(zp, NP_TYPE[dtype]), "z"))
+        elif dtype != "uint8":
+            # without a zero point QuantizeLinear makes uint8; other types need one
+            ins.append(self.const(np.array(0, NP_TYPE[dtype]), "z"))
+        q = self.add("QuantizeLinear", ins, self.fresh("q_"))
+        return self.add("DequantizeLinear", [q] + ins[1:], self.fresh("dq_")) if dequant else q
+
+    def weight(self, ints, scale, zp=None, dtype: str = "int8", axis: int | None = None,
+               name: str | None = None) -> str:
+        """DequantizeLinear of an integer initializer (per-tensor, or per-axis if scale is a vector)."""
+        ints = np.asarray(ints)
+        if dtype in ("int4", "uint4"):
+            w = self.const_typed(ints, dtype, "w")
+            zpn = None if zp is None else self.const_typed(np.asarray(zp), dtype, "wz")
+        else:
+            w = self.const(ints.astype(NP_TYPE[dtype]), "w")
+            zpn = None if zp is None else self.const(np.asarray(zp, NP_TYPE[dtype]), "wz")
+        ins = [w, self.const(f32(scale), "ws")] + ([zpn] if zpn else [])
+        kw = {} if axis is None else {"axis": axis}
+        return self.add("DequantizeLinear", ins, name or self.fresh("wd_"), **kw)
+
+    def model(self, opset: int = 17) -> onnx.ModelProto:
+        graph = helper.make_graph(self.nodes, self.name, self.inputs, self.outputs, self.inits)
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                                 ir_version=10)
+
+
+# running ---------------------------------------------------------------------------------
+
+def ort_outputs(model: onnx.ModelProto, x: np.ndarray, optimized: bool = False) -> list:
+    """onnxruntime's outputs per sample, [n, ...]: a symbolic batch runs at once, a fixed
+    input shape runs sample by sample (x[i] reshaped to the declared shape)."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if not optimized:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    if inp.shape and (isinstance(inp.shape[0], str) or inp.shape[0] is None):
+        outs = sess.run(None, {inp.name: x.reshape([len(x)] + list(inp.shape[1:]))})
+        return [o.reshape(len(x), -1) for o in outs]
+    per = [sess.run(None, {inp.name: x[i].reshape(inp.shape)}) for i in range(len(x))]
+    return [np.stack([p[k].reshape(-1) for p in per]) for k in range(len(per[0]))]
+
+
+def float_inputs(rng, n: int, shape, scale: float, spread: float = 48.0) -> np.ndarray:
+    """Normal floats around the quantization grid; every fifth sample saturates, and some
+    values sit exactly on half-steps (ties for QuantizeLinear's rounding)."""
+    x = rng.normal(0, spread * scale, (n, *shape)).astype(np.float32)
+    x[::5] *= 16
+    flat = x.reshape(n, -1)
+    ties = rng.random(flat.shape) < 0.1
+    flat[ties] = (np.round(flat[ties] / scale) + 0.5) * scale
+    return flat.reshape(x.shape).astype(np.float32)
+
+
+def assert_bit_exact(model: onnx.ModelProto, x: np.ndarray, target: str = "python", **kw):
+    """Compile, run on x, and compare every output with onnxruntime (plain and optimized).
+    Returns the artifact."""
+    onnx.checker.check_model(model)
+    art = tinycc_nn.compile(model, target, **kw)
+    ours = art.run(x)
+    names = [o.name for o in model.graph.output]
+    assert list(ours) == names
+    for optimized in (False, True):
+        ref = ort_outputs(model, x, optimized=optimized)
+        for name, want in zip(names, ref):
+            got = ours[name].reshape(len(x), -1)
+            assert got.dtype == want.dtype, (name, got.dtype, want.dtype)
+            bad = np.flatnonzero((got != want).any(axis=1))
+            assert bad.size == 0, (f"output {name} (optimized={optimized}) differs on "
+                                   f"{bad.size}/{len(x)} samples; first {bad[0]}: got "
+                                   f"{got[bad[0]].tolist()}, onnxruntime {want[bad[0]].tolist()}")
+    return art
+
+
+def ir_consts(art) -> list:
+    """(name, attrs) of every const in the artifact's IR."""
+    g = art.graph
+    return [(n, g.attrs(n)) for n in g.nodes_of("const")]
