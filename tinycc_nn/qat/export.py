@@ -1,0 +1,143 @@
+"""Write a trained QAT model as a canonical QDQ ONNX graph, built node by node.
+
+Building the graph from the modules' integers (instead of tracing custom autograd
+functions) makes the file say exactly what the eval model computes:
+
+    input -> QuantizeLinear -> DequantizeLinear                       (layer 0 input)
+    per layer:  [Clip] -> QuantizeLinear -> DequantizeLinear           (its input quantizer)
+                MatMul(x, DequantizeLinear(int8 w [in, out], s_w))
+                Add(., DequantizeLinear(int32 b [out], s_in * s_w))   (if the layer has a bias)
+                Relu                                                   (if a ReLU follows)
+    [Clip] -> QuantizeLinear -> DequantizeLinear -> logits; ArgMax(axis=1) -> class
+
+With `gemm=True` a layer is one Gemm(x, DequantizeLinear(w [out, in]), b, transB=1).
+The Clip appears only for activations narrower than their 8-bit container (e.g. uint4
+in uint8): QuantizeLinear saturates at the container's limits, the Clip at the
+quantizer's.  Every scale is a float32 power of two, every zero point 0.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+from torch import nn
+
+from tinycc_nn.errors import TinyccError
+from tinycc_nn.qat.layers import QLinear, QuantizedLinear
+from tinycc_nn.qat.quantizers import ActQuant
+
+EXACT_LIMIT = 2**24  # float32 holds every integer below this: sums stay exact
+
+
+def sequence(model: nn.Module) -> list[nn.Module]:
+    """The model's layers in order: an nn.Sequential, flattened, without no-op modules."""
+    if not isinstance(model, nn.Sequential):
+        raise TinyccError(f"export expects an nn.Sequential of QLinear/ReLU/ActQuant, got {type(model).__name__}")
+    out: list[nn.Module] = []
+    for m in model:
+        if isinstance(m, nn.Sequential):
+            out += sequence(m)
+        elif not isinstance(m, (nn.Identity, nn.Flatten)):
+            if not isinstance(m, (QLinear, nn.ReLU, ActQuant)):
+                raise TinyccError(f"export: cannot express layer {type(m).__name__} (only QLinear, ReLU, ActQuant)")
+            out.append(m)
+    if not out or not isinstance(out[0], QLinear) or not isinstance(out[-1], ActQuant):
+        raise TinyccError("export: the model must start with a QLinear and end with an ActQuant")
+    return out
+
+
+def check_exact(q: QuantizedLinear, index: int) -> None:
+    """Refuse layers whose accumulator could leave float32's exact integer range."""
+    in_max = 2 ** (q.in_bits - 1) if q.in_signed else 2**q.in_bits - 1  # largest |q_in|
+    bound = np.abs(q.weight.astype(np.int64)).sum(axis=1) * in_max
+    if q.bias is not None:
+        bound = bound + np.abs(q.bias.astype(np.int64))
+    if bound.max() >= EXACT_LIMIT:
+        raise TinyccError(f"layer {index}: worst-case accumulator {int(bound.max())} is not below 2**24, "
+                          "so float32 (torch, onnxruntime) would round it; use fewer bits")
+
+
+class _Builder:
+    """Collects nodes and initializers; every helper returns its output tensor name."""
+
+    def __init__(self):
+        self.nodes, self.inits = [], []
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def node(self, op: str, inputs: list[str], output: str, **attrs) -> str:
+        self.nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
+        return output
+
+    def qdq(self, x: str, quant: ActQuant, prefix: str, output: str | None = None) -> str:
+        s = self.const(f"{prefix}.scale", np.float32(2.0 ** quant.exponent()))
+        zp = self.const(f"{prefix}.zero_point", np.array(0, np.int8 if quant.signed else np.uint8))
+        container = (-128, 127) if quant.signed else (0, 255)
+        if (quant.qmin, quant.qmax) != container:
+            lo = self.const(f"{prefix}.clip_min", np.float32(quant.qmin * 2.0 ** quant.exponent()))
+            hi = self.const(f"{prefix}.clip_max", np.float32(quant.qmax * 2.0 ** quant.exponent()))
+            x = self.node("Clip", [x, lo, hi], f"{prefix}.clipped")
+        q = self.node("QuantizeLinear", [x, s, zp], f"{prefix}.q")
+        return self.node("DequantizeLinear", [q, s, zp], output or f"{prefix}.dq")
+
+    def linear(self, x: str, q: QuantizedLinear, prefix: str, gemm: bool) -> str:
+        s_w = self.const(f"{prefix}.weight_scale", np.float32(2.0**q.weight_exponent))
+        w_int = q.weight if gemm else q.weight.T.copy()
+        w = self.node("DequantizeLinear", [self.const(f"{prefix}.weight_q", w_int), s_w], f"{prefix}.weight")
+        y = None if gemm else self.node("MatMul", [x, w], f"{prefix}.matmul")
+        b = None
+        if q.bias is not None:
+            s_b = self.const(f"{prefix}.bias_scale", np.float32(2.0 ** (q.in_exponent + q.weight_exponent)))
+            b = self.node("DequantizeLinear", [self.const(f"{prefix}.bias_q", q.bias), s_b], f"{prefix}.bias")
+        if gemm:
+            return self.node("Gemm", [x, w] + ([b] if b else []), f"{prefix}.gemm", transB=1)
+        return self.node("Add", [y, b], f"{prefix}.add") if b else y
+
+
+def build_onnx(model: nn.Module, input_shape, *, opset=17, argmax=True, gemm=False) -> onnx.ModelProto:
+    """The canonical QDQ graph of `model` in eval mode (see the module docstring)."""
+    layers = sequence(model)
+    features = int(input_shape if np.ndim(input_shape) == 0 else input_shape[-1])
+    if features != layers[0].in_features:
+        raise TinyccError(f"export: input has {features} features, first layer expects {layers[0].in_features}")
+    b, x, index, schemes = _Builder(), "input", 0, []
+    for m in layers:
+        if isinstance(m, QLinear):
+            q = m.quantized()
+            check_exact(q, index)
+            x = b.qdq(x, m.input_quant, f"layer{index}.input")
+            x = b.linear(x, q, f"layer{index}", gemm)
+            schemes.append(q.scheme.name)
+            index += 1
+        elif isinstance(m, nn.ReLU):
+            x = b.node("Relu", [x], f"layer{index - 1}.relu")
+    last = layers[-1]
+    x = b.qdq(x, last, "output", output="logits")
+    classes = [m for m in layers if isinstance(m, QLinear)][-1].out_features
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])]
+    if argmax:
+        b.node("ArgMax", ["logits"], "class", axis=1, keepdims=0)
+        outputs.append(helper.make_tensor_value_info("class", TensorProto.INT64, ["N"]))
+    graph = helper.make_graph(
+        b.nodes, "tinycc_nn_qat", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", features])],
+        outputs, initializer=b.inits)
+    opsets = [helper.make_opsetid("", opset)]
+    onnx_model = helper.make_model(graph, opset_imports=opsets, producer_name="tinycc_nn.qat",
+                                   ir_version=helper.find_min_ir_version_for(opsets))
+    helper.set_model_props(onnx_model, {"tinycc_nn.weight_schemes": ",".join(schemes)})
+    onnx.checker.check_model(onnx_model, full_check=True)
+    return onnx_model
+
+
+def export_onnx(model: nn.Module, path, input_shape, *, opset=17, argmax=True, gemm=False) -> Path:
+    """Write `build_onnx(model, ...)` to `path` (input_shape: features, or (..., features))."""
+    onnx_model = build_onnx(model, input_shape, opset=opset, argmax=argmax, gemm=gemm)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(onnx_model, path)
+    return path

@@ -1,0 +1,114 @@
+"""QLinear, a drop-in nn.Linear with quantized input, weights and bias, and `mlp`.
+
+QLinear owns the quantizer of its own input because the bias lives on the accumulator
+grid s_in * s_w: the layer needs s_in, and the exporter maps one QLinear onto
+QuantizeLinear/DequantizeLinear -> MatMul -> Add without guessing.  A network is then an
+ordinary nn.Sequential: QLinear, ReLU, QLinear, ..., ActQuant (the logits quantizer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tinycc_nn.qat.quantizers import ActQuant, fake_quantize_weight, round_ste, weight_exponent
+from tinycc_nn.qat.schemes import WeightScheme, get_scheme
+
+# Biases saturate where float32 stops holding every integer, so that the saturated value
+# is the same in torch, in the int32 initializer and on the part.
+BIAS_RANGE = (-(2**24 - 1), 2**24 - 1)
+
+
+@dataclass(frozen=True)
+class QuantizedLinear:
+    """The integer content of a QLinear: what the exporter writes, nothing else."""
+
+    in_exponent: int
+    in_bits: int
+    in_signed: bool
+    weight: np.ndarray  # int8 [out, in]
+    weight_exponent: int
+    bias: np.ndarray | None  # int32 [out], on the grid 2**(in_exponent + weight_exponent)
+    scheme: WeightScheme
+
+
+class QLinear(nn.Module):
+    """y = (q_in * s_in) @ (q_w * s_w).T + q_b * s_in * s_w, all scales powers of two.
+
+    `weight_scheme` names a scheme in `SCHEMES`; `weight_scale` is "mse" or "max" (see
+    `weight_exponent`); `input_quant` defaults to ActQuant(act_bits, act_signed).
+    In eval mode the bias is rounded (half to even) and saturated to BIAS_RANGE exactly
+    as the exported int32 initializer stores it, so torch eval == onnxruntime bit for bit.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, weight_scheme="pm2",
+                 weight_scale="mse", act_bits=8, act_signed=False, input_quant=None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.scheme = get_scheme(weight_scheme)
+        self.weight_scale = weight_scale
+        self.input_quant = input_quant or ActQuant(bits=act_bits, signed=act_signed)
+        ref = nn.Linear(in_features, out_features, bias=bias)  # nn.Linear's own init
+        self.weight = nn.Parameter(ref.weight.detach().clone())
+        self.bias = nn.Parameter(ref.bias.detach().clone()) if bias else None
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_features}, {self.out_features}, bias={self.bias is not None}, "
+                f"weight_scheme={self.scheme.name}")
+
+    def weight_exponent(self) -> int:
+        return weight_exponent(self.weight, self.scheme, self.weight_scale)
+
+    def _bias(self, acc_exponent: torch.Tensor) -> torch.Tensor | None:
+        if self.bias is None:
+            return None
+        s = torch.exp2(acc_exponent)
+        if self.training:
+            return round_ste(torch.clamp(self.bias / s, *BIAS_RANGE)) * s
+        return torch.clamp(torch.round(self.bias.detach() / s), *BIAS_RANGE) * s
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.input_quant(x)
+        e_w = self.weight_exponent()
+        w = fake_quantize_weight(self.weight if self.training else self.weight.detach(),
+                                 self.scheme, e_w)
+        b = self._bias(self.input_quant._log2_scale() + e_w)
+        return F.linear(x, w, b)
+
+    @torch.no_grad()
+    def quantized(self) -> QuantizedLinear:
+        """The integers and exponents of the eval-mode layer."""
+        e_in, e_w = self.input_quant.exponent(), self.weight_exponent()
+        w = fake_quantize_weight(self.weight.detach(), self.scheme, e_w) / 2.0**e_w
+        b = None
+        if self.bias is not None:
+            b = torch.clamp(torch.round(self.bias / 2.0 ** (e_in + e_w)), *BIAS_RANGE)
+            b = b.numpy().astype(np.int32)
+        return QuantizedLinear(e_in, self.input_quant.bits, self.input_quant.signed,
+                               w.numpy().astype(np.int8), e_w, b, self.scheme)
+
+
+def mlp(widths, weight_schemes="pm2", bias=True, act_bits=8, input_bits=8,
+        output_bits=8, act_scale="running_max") -> nn.Sequential:
+    """QLinear/ReLU stack for `widths` = (inputs, hidden..., classes), ending in ActQuant.
+
+    `weight_schemes` is one name or one per layer.  Hidden activations are unsigned
+    `act_bits`; inputs unsigned `input_bits`; logits signed `output_bits` whose scale is
+    rounded up so that the calibrated largest logit is never clipped.
+    """
+    n = len(widths) - 1
+    schemes = [weight_schemes] * n if isinstance(weight_schemes, str) else list(weight_schemes)
+    if len(schemes) != n:
+        raise ValueError(f"{n} layers but {len(schemes)} weight schemes")
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        quant = ActQuant(bits=input_bits if i == 0 else act_bits, scale=act_scale)
+        layers.append(QLinear(a, b, bias=bias, weight_scheme=schemes[i], input_quant=quant))
+        if i < n - 1:
+            layers.append(nn.ReLU())
+    layers.append(ActQuant(bits=output_bits, signed=True, rounding="ceil"))
+    return nn.Sequential(*layers)

@@ -1,0 +1,99 @@
+"""One training loop for all examples and the sweep: Adam, cosine LR, fresh augmentation.
+
+Each epoch re-augments the 28x28 training images (numpy, seeded) and downscales them
+to the model's input size, so the network never sees the same jittered digit twice.
+The loop is deliberately plain: the examples differ in model and recipe, not in code.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from tinycc_nn.datasets import downscale
+
+
+@dataclass
+class Recipe:
+    """Hyper-parameters of one run; `augment(rng, images) -> images` or None."""
+
+    epochs: int = 30
+    lr: float = 3e-3
+    batch_size: int = 128
+    weight_decay: float = 0.0
+    warmup_epochs: float = 0.5
+    augment: object = None
+    seed: int = 0
+    log: list = field(default_factory=list)
+
+
+def float_mlp(widths, bias=True) -> nn.Sequential:
+    """The unquantized twin of `qat.mlp(widths)`: the fp32 reference accuracy."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(a, b, bias=bias))
+        if i < len(widths) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def _lr_factor(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 accuracy of the eval-mode model (first maximal logit, as ONNX ArgMax)."""
+    from tinycc_nn.qat import torch_predict
+
+    return float((torch_predict(model, x)[1] == y).mean())
+
+
+def fit(model: nn.Module, images: np.ndarray, labels: np.ndarray, size: int, recipe: Recipe,
+        test: tuple[np.ndarray, np.ndarray] | None = None, desc: str = "train") -> list[dict]:
+    """Train `model` on uint8 images [N, 28, 28] downscaled to `size`; returns per-epoch logs."""
+    torch.manual_seed(recipe.seed)
+    rng = np.random.default_rng(recipe.seed)
+    decay = [p for n, p in model.named_parameters() if n.endswith("weight")]
+    rest = [p for n, p in model.named_parameters() if not n.endswith("weight")]
+    opt = torch.optim.Adam([{"params": decay, "weight_decay": recipe.weight_decay},
+                            {"params": rest, "weight_decay": 0.0}], lr=recipe.lr)
+    steps_per_epoch = math.ceil(len(images) / recipe.batch_size)
+    total = recipe.epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: _lr_factor(s, total, int(recipe.warmup_epochs * steps_per_epoch)))
+    y_all = torch.as_tensor(labels)
+    bar = tqdm(range(recipe.epochs), desc=desc, unit="epoch")
+    start = time.time()
+    for epoch in bar:
+        batch = recipe.augment(rng, images) if recipe.augment else images
+        x_all = torch.as_tensor(downscale(batch, size))
+        model.train()
+        order = torch.randperm(len(x_all))
+        loss_sum, correct = 0.0, 0
+        for i in range(0, len(order), recipe.batch_size):
+            idx = order[i:i + recipe.batch_size]
+            logits = model(x_all[idx])
+            loss = F.cross_entropy(logits, y_all[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += float(loss) * len(idx)
+            correct += int((logits.argmax(1) == y_all[idx]).sum())
+        entry = {"epoch": epoch + 1, "loss": loss_sum / len(order),
+                 "train_acc": correct / len(order), "seconds": time.time() - start}
+        if test is not None:
+            entry["test_acc"] = accuracy(model, *test)
+        recipe.log.append(entry)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in entry.items() if k.endswith(("loss", "acc"))})
+    return recipe.log
