@@ -22,6 +22,8 @@ class Artifact:
     files: dict
     report: dict
     options: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)       # backend-private data for load()
+    assembly: object = None
     _program: object = None
 
     @property

@@ -49,5 +49,8 @@ def compile(model, target: str = "python", *, stop_after=None, on_pass=None,
               "rom_unit": backend.rom_unit, "ram_used": None,
               "ram_capacity": backend.ram_capacity, "cycles_per_inference": None}
     report.update(extra)
-    files = dict(files)
-    return Artifact(target, backend, graph, files, report, opts)
+    artifact = Artifact(target, backend, graph, dict(files), report, opts)
+    finish = getattr(backend, "finish", None)
+    if finish is not None:      # a backend that measures its build (e.g. on a simulator)
+        finish(artifact)
+    return artifact

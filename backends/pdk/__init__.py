@@ -1,0 +1,142 @@
+"""Padauk backends: `pms150c` (pdk13, 1K words, 64 B) and `pfs154` (pdk14, 2K words, 128 B).
+
+emit() writes `model.asm` (sdas syntax), assembles and links it with Debian's
+sdaspdk13/14 + sdldpdk into `model.ihx` when they are installed, and reports ROM
+words, RAM bytes (stack included) and cycles per inference measured on the
+project's simulator.  load() runs the .ihx on that simulator, one reset per input,
+patching the harness's `ret #k` input table instead of re-assembling.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tinycc_nn.backend import Backend, Program
+from tinycc_nn.errors import DoesNotFit, TinyccError
+
+from . import sdas
+from .codegen import Codegen
+from .isa import CORES
+from .parts import PARTS
+from .sim import Simulator
+
+
+class PdkProgram(Program):
+    def __init__(self, artifact, backend):
+        self.backend = backend
+        self.graph = artifact.graph
+        self.meta = artifact.meta
+        self.core = CORES[backend.core]
+        self.assembly = artifact.assembly
+        self.sim = Simulator.for_part(backend.part, self.assembly.words,
+                                      stack_limit=self.meta["stack_end"],
+                                      max_instructions=5_000_000)
+        self.table = self.assembly.symbols["_nn_input_table"]
+        self.ret_k = self.core.entry("ret #k")
+        self.in_lo = self.graph.type(self.graph.inputs()[0]).lo
+
+    def run_one(self, xq):
+        for i, v in enumerate(xq):
+            self.sim.write_rom(self.table + i, self.core.encode(self.ret_k, {"k": int(v) & 0xFF}))
+        self.sim.reset()
+        res = self.sim.run()
+        if not res.ok:
+            raise TinyccError(f"{self.backend.name}: simulator fault: {res.message} at pc {res.pc:#x}")
+        return res
+
+    def run(self, xq):
+        xq = np.asarray(xq, np.int64)
+        outs = self.graph.outputs()
+        values = [np.zeros((len(xq), self.graph.type(self.graph.operands(o)[0]).size), np.int64)
+                  for o in outs]
+        cycles = np.zeros(len(xq), np.int64)
+        instructions = np.zeros(len(xq), np.int64)
+        for row, x in enumerate(xq):
+            res = self.run_one(x)
+            cycles[row], instructions[row] = res.cycles, res.instructions
+            for k, o in enumerate(outs):
+                src = self.graph.operands(o)[0]
+                if self.graph.op(src) == "argmax":
+                    values[k][row, 0] = res.a
+                    continue
+                base, nbytes, lo, size = self.meta["vectors"][src]
+                raw = np.frombuffer(bytes(res.ram[base:base + nbytes * size]), np.uint8)
+                raw = raw.reshape(size, nbytes).astype(np.int64)
+                values[k][row] = (raw << (8 * np.arange(nbytes))).sum(axis=1) + lo
+        return values, {"cycles": cycles, "instructions": instructions}
+
+
+class PdkBackend(Backend):
+    part = ""
+    core = ""
+    rom_unit = "words"
+    has_multiply = False
+    input_in_ram = False
+    options = {"opt": ("size", "size|speed (speed: reserved, same code as size for now)"),
+               "harness": (True, "add the reset stub and the ROM input table (simulator build)")}
+
+    def emit(self, graph, options):
+        spec = PARTS[self.part]
+        gen = Codegen(graph, self.core, CORES[self.core], spec.name, spec.ram_bytes,
+                      harness=bool(options.get("harness", True)))
+        source = gen.emit()
+        lay = gen.layout
+        words = gen.asm.section_words
+        harness_words = words.get("harness", 0)
+        model_words = gen.asm.words - harness_words
+        if gen.asm.words > spec.usable_rom_words:
+            big = sorted(((k, v) for k, v in words.items()), key=lambda kv: -kv[1])[:4]
+            raise DoesNotFit(f"{spec.name}: needs {gen.asm.words} words of ROM, has "
+                             f"{spec.usable_rom_words} (largest: "
+                             + ", ".join(f"{k} {v}" for k, v in big) + f"); RAM {lay.used}/"
+                             f"{spec.ram_bytes} bytes")
+        files = {"model.asm": source}
+        vectors = {}
+        for name, plan in gen.plans.items():
+            base, _ = lay.vectors[name]
+            vectors[name] = (base, plan.out_bytes, plan.out_lo, plan.n)
+        meta = {"vectors": vectors, "stack_end": lay.stack[0] + lay.stack[1]}
+        report = {"rom_used": model_words, "rom_harness": harness_words,
+                  "rom_capacity": spec.usable_rom_words, "ram_used": lay.used,
+                  "ram_capacity": spec.ram_bytes, "ram_breakdown": lay.breakdown(),
+                  "rom_breakdown": dict(words), "input": "ram" if gen.input_in_ram else "streamed",
+                  "cycles_per_inference": None, "instructions_per_inference": None}
+        self._last = (meta, None)
+        if sdas.available(self.core):
+            assembly = sdas.assemble(source, self.core)
+            files["model.ihx"] = assembly.ihx
+            self._last = (meta, assembly)
+        return files, report
+
+    def finish(self, artifact):
+        """Attach what load() needs and measure cycles on one all-zero input."""
+        meta, assembly = self._last
+        artifact.meta, artifact.assembly = meta, assembly
+        if assembly is not None and artifact.files.get("model.ihx") and \
+                bool(artifact.options.get("harness", True)):
+            size = artifact.graph.type(artifact.graph.inputs()[0]).size
+            res = PdkProgram(artifact, self).run_one(np.zeros(size, np.int64))
+            artifact.report["cycles_per_inference"] = res.cycles
+            artifact.report["instructions_per_inference"] = res.instructions
+            artifact.report["stack_high_water"] = res.max_sp
+
+    def load(self, artifact):
+        if getattr(artifact, "assembly", None) is None:
+            raise TinyccError(f"{self.name}: running needs sdas{self.core[3:]} and sdldpdk "
+                              "(Debian package sdcc)")
+        return PdkProgram(artifact, self)
+
+
+class Pms150cBackend(PdkBackend):
+    name = "pms150c"
+    part, core = "PMS150C", "pdk13"
+    description = "Padauk PMS150C (pdk13): sdas assembly + .ihx, 1016 words ROM, 64 B RAM"
+    rom_capacity, ram_capacity = PARTS["PMS150C"].usable_rom_words, PARTS["PMS150C"].ram_bytes
+    word_bits = 13
+
+
+class Pfs154Backend(PdkBackend):
+    name = "pfs154"
+    part, core = "PFS154", "pdk14"
+    description = "Padauk PFS154 (pdk14): sdas assembly + .ihx, 2032 words ROM, 128 B RAM"
+    rom_capacity, ram_capacity = PARTS["PFS154"].usable_rom_words, PARTS["PFS154"].ram_bytes
+    word_bits = 14

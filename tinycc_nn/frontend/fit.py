@@ -100,6 +100,13 @@ def _rnd_interval(t, v, mult, shift, rounding, a_lo, a_hi, y_lo, y_hi, lo, hi):
 
 def _fit_channel(t, v, rounding, a_lo, a_hi, y_lo, y_hi, lo, hi, hint=None):
     if y_lo == y_hi:
+        # a constant channel: keep the layer's multiplier and shift when some rnd
+        # works (backends then need no special case), else mult = 0
+        if hint is not None:
+            r_min, r_max = _rnd_interval(t, v, hint[0], hint[1], rounding, a_lo, a_hi,
+                                         y_lo, y_hi, lo, hi)
+            if r_min <= r_max:
+                return hint[0], r_min, hint[1]
         return 0, y_lo, 0
     if t.size >= 2 and t[-1] > t[0]:
         ratio = float(v[-1] - v[0]) / float(t[-1] - t[0])
@@ -159,7 +166,8 @@ def _fit_all(t, rounding, a_lo, a_hi, y_lo, y_hi, lo, hi):
     n = a_lo.size
     mult, rnd, shift = (np.zeros(n, np.int64) for _ in range(3))
     hint = None
-    for c in range(n):
+    # constant channels last, so they can take the multiplier the others agreed on
+    for c in sorted(range(n), key=lambda c: bool(y_hi[c] == y_lo[c])):
         k = int(y_hi[c] - y_lo[c])
         tc = np.array([int(x) for x in t[c, :k]], dtype=object)
         vc = np.array([int(y_lo[c]) + 1 + i for i in range(k)], dtype=object)

@@ -1,6 +1,6 @@
 """fuse-dense: layer flattening.
 
-Matches   matmul(x, w) -> [bias_add] -> [requant] -> [clamp]*
+Matches   matmul(x, w) -> [bias_add]* -> [requant] -> [clamp]*
 where every intermediate value has exactly one user, and replaces the chain by one
 `dense` op.  A trailing clamp narrows the requant's bounds (two clamps compose to
 one).  A matmul with no requant becomes a dense with mult=1, rnd=0, shift=0 and no
@@ -10,6 +10,8 @@ accumulator and the requant (per-channel requant would need per-channel bounds).
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 from ..ir import Graph, infer_type
 from . import Pass
@@ -24,6 +26,11 @@ def compose_clamp(lo1, hi1, lo2, hi2):
         v = lo2 if hi1 is not None and lo2 is not None and hi1 < lo2 else hi2
         lo = hi = v
     return lo, hi
+
+
+def _sum_bias(a, b):
+    total = np.asarray(a, np.int64) + np.asarray(b, np.int64)
+    return int(total) if total.ndim == 0 else [int(v) for v in total]
 
 
 def _sole_user(graph: Graph, name: str, op: str):
@@ -42,10 +49,9 @@ class FuseDense(Pass):
         for mm in graph.nodes_of("matmul"):
             chain, attrs = [mm], {"bias": 0, "mult": 1, "rnd": 0, "shift": 0,
                                   "rounding": "floor", "lo": None, "hi": None}
-            nxt = _sole_user(graph, mm, "bias_add")
-            if nxt:
-                chain.append(nxt)
-                attrs["bias"] = graph.attrs(nxt)["bias"]
+            while (nxt := _sole_user(graph, chain[-1], "bias_add")):
+                chain.append(nxt)   # zero-point corrections and the bias add up
+                attrs["bias"] = _sum_bias(attrs["bias"], graph.attrs(nxt)["bias"])
             nxt = _sole_user(graph, chain[-1], "requant")
             if nxt:
                 chain.append(nxt)

@@ -1,0 +1,111 @@
+"""What each dense layer needs on a Padauk core, decided in Python before any code.
+
+Vectors live in RAM as unsigned bytes u = x - lo(x) (offset binary), so the kernel
+only ever adds unsigned bytes; lo(x) * sum_i w[i, j] goes into the per-neuron
+constant.  The output is stored the same way: its offset times 2**shift is folded
+into the constant too, which flips half-even to half-odd rounding when the offset is
+odd.  Clamps that interval analysis proves inactive are dropped.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinycc_nn.errors import TinyccError
+from tinycc_nn.ir import accumulator_range, channel_range, per_channel
+
+from .planes import Planes, decompose, pack_groups
+
+GROUP = 8                 # inputs per weight-plane byte
+TABLE_MAX = 255           # entries reachable by one pcadd table (index 1..255)
+
+
+def unsigned_bytes(maximum: int) -> int:
+    return max((int(maximum).bit_length() + 7) // 8, 1)
+
+
+def signed_bytes(bound: int) -> int:
+    return (int(bound).bit_length() + 1 + 7) // 8
+
+
+@dataclass
+class DensePlan:
+    name: str
+    x: str
+    k: int
+    n: int
+    groups: int
+    planes: Planes
+    pb_raw: int            # bytes the kernel accumulates each plane sum in
+    pb: list               # bytes per plane once shifted for its coefficient
+    ub: int                # bytes of U (sum of inputs)
+    tb: int                # bytes of the shifted copy of U
+    acc_bytes: int
+    consts: list           # per neuron constant
+    shift: int
+    rounding: str
+    clamp_low: bool
+    clamp_high: int | None  # stored-unit upper bound, when it can be exceeded
+    out_lo: int
+    out_bytes: int
+    rows: np.ndarray       # [N, row bytes]: plane bytes per group, then the constant
+    per_segment: int
+
+
+def plan_dense(graph, name: str, where: str) -> DensePlan:
+    x, w_name = graph.operands(name)
+    a = graph.attrs(name)
+    w = np.asarray(graph.attrs(w_name)["values"], np.int64)
+    k, n = w.shape
+    xt, yt = graph.type(x), graph.type(name)
+    if xt.hi - xt.lo > 255:
+        raise TinyccError(f"{where}: its input %{x} spans {xt.lo}..{xt.hi}, more than a byte")
+    mults = per_channel(a["mult"], n)
+    if (mults != mults[0]).any():
+        raise TinyccError(f"{where}: per-channel multipliers {sorted(set(mults.tolist()))[:4]} "
+                          "are not supported by the pdk backend (one multiplier per layer)")
+    mult = int(mults[0])
+    shifts = per_channel(a["shift"], n)
+    if (shifts != shifts[0]).any():
+        raise TinyccError(f"{where}: per-channel shifts {sorted(set(shifts.tolist()))} "
+                          "(per-channel weight scales) are not supported by the pdk backend")
+    shift = int(shifts[0])
+    xlo, xhi = channel_range(graph, x)
+    umax = xhi - xt.lo
+    planes = decompose(w)
+    # t = acc * mult + rnd: the multiplier scales every plane coefficient (shift-and-add)
+    planes = Planes(tuple(c * mult for c in planes.coefs), planes.offset * mult, planes.bits)
+    pmax = np.einsum("i,pij->pj", umax, planes.bits.astype(np.int64)) if planes.count else \
+        np.zeros((0, n), np.int64)
+    pb_raw = unsigned_bytes(pmax.max()) if planes.count else 1
+    pb = [max(unsigned_bytes(pmax[p].max() * abs(c)), pb_raw) for p, c in enumerate(planes.coefs)]
+    u_max = int(umax.sum())
+    consts = ((per_channel(a["bias"], n) + xt.lo * w.sum(axis=0)) * mult
+              + per_channel(a["rnd"], n) - yt.lo * (1 << shift))
+    rounding = a["rounding"]
+    if rounding != "floor" and yt.lo % 2:
+        rounding = "half_odd" if rounding == "half_even" else "half_even"
+    (_, _), (t_lo, t_hi) = accumulator_range(graph, name)
+    q_lo = (t_lo - yt.lo * (1 << shift)) >> shift
+    q_hi = (t_hi - yt.lo * (1 << shift) + (1 << shift)) >> shift
+    span = yt.hi - yt.lo
+    clamp_low = a["lo"] is not None and bool((q_lo < 0).any())
+    clamp_high = span if a["hi"] is not None and bool((q_hi > span).any()) else None
+    bound = int(np.abs(consts).max() + (np.abs(np.array(planes.coefs))[:, None] * pmax).sum(axis=0).max()
+                if planes.count else np.abs(consts).max())
+    bound += abs(planes.offset) * u_max + (1 << shift)
+    acc_bytes = signed_bytes(bound)
+    groups = -(-k // GROUP)
+    plane_bytes = pack_groups(planes.bits, GROUP).reshape(n, -1) if planes.count else \
+        np.zeros((n, 0), np.int64)
+    const_bytes = np.array([[(int(c) >> (8 * b)) & 0xFF for b in range(acc_bytes)] for c in consts])
+    rows = np.concatenate([plane_bytes, const_bytes], axis=1)
+    per_segment = TABLE_MAX // rows.shape[1]
+    if per_segment == 0:
+        raise TinyccError(f"{where}: one neuron needs {rows.shape[1]} table bytes, more than "
+                          f"one table holds ({TABLE_MAX})")
+    return DensePlan(name, x, k, n, groups, planes, pb_raw, pb, unsigned_bytes(u_max),
+                     unsigned_bytes(u_max * abs(planes.offset)), acc_bytes,
+                     [int(c) for c in consts], shift, rounding, clamp_low, clamp_high,
+                     yt.lo, unsigned_bytes(span), rows, per_segment)
