@@ -36,6 +36,7 @@ class Codegen:
         self.labels = 0
         self.plans = {}
         self.kernels = set()
+        self.finishers = {}       # finish_key -> (label, a plan with that key)
         self.tables = []          # (label, bytes)
 
     # helpers -------------------------------------------------------------------------
@@ -86,10 +87,12 @@ class Codegen:
         lay.reg("optr", 2, align=2)
         for k in range(planes):
             lay.reg(f"p{k}", max((p.pb[k] for p in plans if k < p.planes.count), default=1))
-        lay.reg("u", max(p.ub for p in plans))
-        lay.reg("t", max(max(p.tb for p in plans), 1))
-        for name in ("ncnt", "gcnt", "widx", "seg", "segcnt", "inidx", "tmp", "best", "besti"):
+        if any(p.planes.offset for p in plans):
+            lay.reg("u", max(p.acc_bytes for p in plans if p.planes.offset))
+        for name in ("ncnt", "gcnt", "widx", "seg", "segcnt", "inidx", "tmp"):
             lay.reg(name, 1)
+        # argmax runs after the last layer: it borrows the layer loop's registers
+        lay.regs["best"], lay.regs["besti"] = lay.regs["widx"], lay.regs["segcnt"]
         # the input stays in RAM when it fits with everything else; else it is streamed
         self.input_in_ram = False
         order_pos = {n: i for i, n in enumerate(order)}
@@ -111,7 +114,8 @@ class Codegen:
                 intervals["stage"] = (first, first, GROUP)
             place_vectors(trial, intervals)
             try:
-                place_stack(trial, depth=3 if self.harness else 2, part=self.part)
+                # the caller's call plus one nested call (kernel, table, input routine)
+                place_stack(trial, depth=2, part=self.part)
             except TinyccError:
                 if attempt == "stream":
                     raise
@@ -160,6 +164,12 @@ class Codegen:
         for key in sorted(self.kernels):
             a.section("kernels")
             self.emit_kernel(*key)
+        for label, plan in self.finishers.values():
+            a.section("finish")
+            a.label(label, f"finish a neuron of {', '.join(n for n, q in self.plans.items() if q.finish_key() == plan.finish_key())}")
+            self.emit_combine(plan)
+            self.emit_requant(plan)
+            self.op("ret")
         for label, data in self.tables:
             a.section("tables")
             a.label(label)
@@ -258,10 +268,16 @@ class Codegen:
             self.op(f"goto {group}")
         if p.planes.count and rest:
             self.emit_group(p, fetch, streamed, rest)
-        for b in range(p.acc_bytes):
-            self.fetch_to(fetch, "acc", b)
-        self.emit_combine(p)
-        self.emit_requant(p)
+        if p.uniform_const:
+            for b in range(p.acc_bytes):
+                self.movi("acc", (p.consts[0] >> (8 * b)) & 0xFF, byte=b)
+        else:
+            for b in range(p.acc_bytes):
+                self.fetch_to(fetch, "acc", b)
+        key = p.finish_key()
+        if key not in self.finishers:
+            self.finishers[key] = (self.fresh("finish"), p)
+        self.op(f"call {self.finishers[key][0]}", "combine, round, shift, clamp, store")
         if nseg > 1:
             same = self.fresh("sameseg")
             self.op(f"dzsn {self.r('segcnt')}")
@@ -317,9 +333,11 @@ class Codegen:
         self.movi("ptr", base)
 
     def emit_input_sum(self, p: DensePlan, streamed: bool, x_base) -> None:
-        """U = sum of the layer's input bytes (needed for the weights' constant term)."""
-        self.asm.comment("U = sum of the inputs")
-        for b in range(p.ub):
+        """u = offset * (sum of the layer's input bytes): the weights' constant term, the
+        same for every neuron, so it is computed once per layer (acc is the scratch)."""
+        self.asm.comment(f"u = {p.planes.offset} * sum of the inputs")
+        for b in range(p.acc_bytes):
+            self.op(f"clear {self.r('acc', b)}")
             self.op(f"clear {self.r('u', b)}")
         if streamed:
             self.op(f"clear {self.r('inidx')}")
@@ -333,9 +351,10 @@ class Codegen:
         else:
             self.op(f"idxm a, {self.r('ptr')}")
             self.op(f"inc {self.r('ptr')}")
-        self.add_to("u", p.ub)
+        self.add_to("acc", p.acc_bytes)
         self.op(f"dzsn {self.r('tmp')}")
         self.op(f"goto {loop}")
+        self.muladd("u", p.acc_bytes, "acc", p.acc_bytes, p.planes.offset)
 
     def emit_kernel(self, planes: int, pb: int, count: int) -> None:
         a = self.asm
@@ -351,19 +370,18 @@ class Codegen:
                     self.op(f"addc {self.r(f'p{k}', b)}")
         self.op("ret")
 
-    def muladd(self, p: DensePlan, src: str, src_bytes: int, coef: int) -> None:
-        """acc += coef * src (src unsigned, shifted in place), by shifts and adds."""
+    def muladd(self, dst: str, dst_bytes: int, src: str, src_bytes: int, coef: int) -> None:
+        """dst += coef * src (src non-negative, shifted in place), by shifts and adds."""
         neg, m = coef < 0, abs(coef)
-        n = p.acc_bytes
         while m:
             if m & 1:
-                for b in range(n):
+                for b in range(dst_bytes):
                     if b < src_bytes:
                         self.op(f"mov a, {self.r(src, b)}")
                         op = ("sub" if neg else "add") if b == 0 else ("subc" if neg else "addc")
-                        self.op(f"{op} {self.r('acc', b)}, a")
+                        self.op(f"{op} {self.r(dst, b)}, a")
                     else:
-                        self.op(f"{'subc' if neg else 'addc'} {self.r('acc', b)}")
+                        self.op(f"{'subc' if neg else 'addc'} {self.r(dst, b)}")
             m >>= 1
             if m:
                 self.op(f"sl {self.r(src, 0)}")
@@ -373,15 +391,11 @@ class Codegen:
     def emit_combine(self, p: DensePlan) -> None:
         self.asm.comment("acc = constant + sum_k coef_k * P_k + offset * U")
         for k, coef in enumerate(p.planes.coefs):
-            self.muladd(p, f"p{k}", p.pb[k], coef)
-        if p.planes.offset:
-            for b in range(p.tb):
-                if b < p.ub:
-                    self.op(f"mov a, {self.r('u', b)}")
-                    self.op(f"mov {self.r('t', b)}, a")
-                else:
-                    self.op(f"clear {self.r('t', b)}")
-            self.muladd(p, "t", p.tb, p.planes.offset)
+            self.muladd("acc", p.acc_bytes, f"p{k}", p.pb[k], coef)
+        if p.planes.offset:      # + offset * U, precomputed for the layer
+            for b in range(p.acc_bytes):
+                self.op(f"mov a, {self.r('u', b)}")
+                self.op(f"{'add' if b == 0 else 'addc'} {self.r('acc', b)}, a")
 
     def emit_requant(self, p: DensePlan) -> None:
         n, s = p.acc_bytes, p.shift

@@ -39,8 +39,6 @@ class DensePlan:
     planes: Planes
     pb_raw: int            # bytes the kernel accumulates each plane sum in
     pb: list               # bytes per plane once shifted for its coefficient
-    ub: int                # bytes of U (sum of inputs)
-    tb: int                # bytes of the shifted copy of U
     acc_bytes: int
     consts: list           # per neuron constant
     shift: int
@@ -51,6 +49,12 @@ class DensePlan:
     out_bytes: int
     rows: np.ndarray       # [N, row bytes]: plane bytes per group, then the constant
     per_segment: int
+    uniform_const: bool    # one constant for every neuron: an immediate, not a table column
+
+    def finish_key(self) -> tuple:
+        """Layers whose per-neuron finishing code is identical share one subroutine."""
+        return (self.planes.coefs, tuple(self.pb), self.acc_bytes, self.shift, self.rounding,
+                self.clamp_low, self.clamp_high, self.out_bytes, bool(self.planes.offset))
 
 
 def plan_dense(graph, name: str, where: str) -> DensePlan:
@@ -99,13 +103,13 @@ def plan_dense(graph, name: str, where: str) -> DensePlan:
     groups = -(-k // GROUP)
     plane_bytes = pack_groups(planes.bits, GROUP).reshape(n, -1) if planes.count else \
         np.zeros((n, 0), np.int64)
+    uniform = bool((consts == consts[0]).all())   # e.g. no bias and unsigned inputs
     const_bytes = np.array([[(int(c) >> (8 * b)) & 0xFF for b in range(acc_bytes)] for c in consts])
-    rows = np.concatenate([plane_bytes, const_bytes], axis=1)
-    per_segment = TABLE_MAX // rows.shape[1]
+    rows = plane_bytes if uniform else np.concatenate([plane_bytes, const_bytes], axis=1)
+    per_segment = TABLE_MAX // max(rows.shape[1], 1)
     if per_segment == 0:
         raise TinyccError(f"{where}: one neuron needs {rows.shape[1]} table bytes, more than "
                           f"one table holds ({TABLE_MAX})")
-    return DensePlan(name, x, k, n, groups, planes, pb_raw, pb, unsigned_bytes(u_max),
-                     unsigned_bytes(u_max * abs(planes.offset)), acc_bytes,
+    return DensePlan(name, x, k, n, groups, planes, pb_raw, pb, acc_bytes,
                      [int(c) for c in consts], shift, rounding, clamp_low, clamp_high,
-                     yt.lo, unsigned_bytes(span), rows, per_segment)
+                     yt.lo, unsigned_bytes(span), rows, per_segment, uniform)
