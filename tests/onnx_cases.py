@@ -153,3 +153,103 @@ def ir_consts(art) -> list:
     """(name, attrs) of every const in the artifact's IR."""
     g = art.graph
     return [(n, g.attrs(n)) for n in g.nodes_of("const")]
+
+
+# IR-level helpers for pass tests ----------------------------------------------------------
+
+PASSES = ["import", "fuse-dense", "lower-elementwise", "pack-weights", "plan-ram"]
+
+
+def pass_snapshots(model, **kw) -> dict:
+    """Copies of the IR after the import and after every pass of the python pipeline."""
+    seen = {}
+    tinycc_nn.compile(model, "python", on_pass=lambda name, g: seen.__setitem__(name, g.copy()), **kw)
+    return seen
+
+
+def run_graph(graph, x) -> dict:
+    """Execute any verified IR graph (fused or not) with the reference backend's renderer:
+    {output name: (integer program values [n, size], finished ONNX output [n, ...])}."""
+    from tinycc_nn import hostio
+    from tinycc_nn.backends.python import PythonProgram, render
+    xq = hostio.prepare_input(x, graph.attrs(graph.inputs()[0]))
+    values, _ = PythonProgram(render(graph)).run(xq)
+    outs = {}
+    for node, v in zip(graph.outputs(), values):
+        attrs = graph.attrs(node)
+        outs[attrs["name"]] = (v, hostio.finish_output(v, attrs))
+    return outs
+
+
+def assert_same_behaviour(before, after, x):
+    """The reference backend gives exactly the same integers and outputs on both graphs."""
+    a, b = run_graph(before, x), run_graph(after, x)
+    assert sorted(a) == sorted(b)
+    for name in a:
+        assert np.array_equal(a[name][0], b[name][0]), name
+        assert a[name][1].dtype == b[name][1].dtype and np.array_equal(a[name][1], b[name][1]), name
+
+
+def typed_ir(text: str):
+    """Parse .tir text whose non-input values may omit their types; fill them by interval
+    analysis (ir.infer_type) and verify.  Saves hand-computing ranges in FileCheck tests."""
+    from tinycc_nn.ir import infer_type, verify
+    from tinycc_nn.parser import parse
+    g = parse(text)
+    for n in g.order():
+        if g.op(n) != "input" and g.op(n) != "output":
+            g.node(n)["type"] = infer_type(g, n)
+    verify(g)
+    return g
+
+
+def check_lines(text: str, expected) -> None:
+    """FileCheck-style: each expected line occurs (stripped) in `text`, in this order."""
+    lines = [ln.strip() for ln in text.splitlines()]
+    pos = 0
+    for want in expected:
+        try:
+            pos = lines.index(want.strip(), pos) + 1
+        except ValueError:
+            raise AssertionError(f"expected line not found (in order):\n  {want}\nin:\n{text}") from None
+
+
+def pass_models():
+    """(id, model, inputs): random MLPs plus the shapes that exercise each pass's corners
+    (clamps between layers, raw accumulator outputs, values with two users, ArgMax)."""
+    import qdq
+    cases = []
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        m = qdq.random_mlp(rng, max_width=16, max_depth=3)
+        cases.append((f"mlp{seed}", qdq.build(m), qdq.random_inputs(rng, m, 40)))
+    rng = np.random.default_rng(100)
+    k, n = 6, 5
+
+    def start(shape=("N", k)):
+        net = Net("corner")
+        return net, net.quant(net.input("x", list(shape)), 2 ** -5, 0, "int8")
+
+    x = float_inputs(rng, 40, [k], 2 ** -5)
+    # activation clamps before a matmul, then ArgMax of the logits
+    net, xd = start()
+    h = net.matmul(net.add("Clip", [xd, net.const(f32(-0.25)), net.const(f32(0.5))]), rng.integers(-8, 8, (k, n)))
+    h = net.quant(net.add("Relu", [h]), 2 ** -3)
+    y = net.quant(net.matmul(net.add("Relu", [h]), rng.integers(-8, 8, (n, 4))), 2 ** -2)
+    net.output(y, ["N", 4])
+    net.output(net.add("ArgMax", [y], axis=1, keepdims=0), ["N"], "int64")
+    cases.append(("clamps-argmax", net.model(), x))
+    # an off-grid float bias (requant without bias_add) and a raw float output (no requant)
+    net, xd = start()
+    y = net.matmul(xd, rng.integers(-8, 8, (k, n)))
+    net.output(net.quant(net.add("Add", [y, net.const(f32(rng.normal(0, 1, n)))]), 0.1, 3, "int8"), ["N", n])
+    net.output(net.add("Relu", [net.matmul(xd, rng.integers(-8, 8, (k, 3)))]), ["N", 3])
+    cases.append(("offgrid-raw", net.model(), x))
+    # a hidden layer that is also an output (two users), with a clamp after its requant
+    net, xd = start()
+    h = net.quant(net.add("Relu", [net.matmul(xd, rng.integers(-8, 8, (k, n)))]), 2 ** -3, 5, "int8")
+    h2 = net.add("Clip", [h, net.const(f32(0.0)), net.const(f32(1.0))])
+    net.output(net.quant(net.matmul(h2, rng.integers(-8, 8, (n, 3))), 2 ** -2), ["N", 3])
+    net.output(h, ["N", n])
+    cases.append(("two-users", net.model(), x))
+    return cases

@@ -253,3 +253,17 @@ def test_thresholds_are_first_reaching_points():
     y = f(a[None, :])[0]
     for k, level in enumerate([1, 2, 3]):
         assert t[0, k] == a[np.argmax(y >= level)]
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a constant channel saturated at the bottom (e.g. a dead ReLU) "
+                   "that takes the layer's multiplier gets rnd = -2**62, the unbounded r_min sentinel of "
+                   "_rnd_interval; the pre-shift value A*mult + rnd then needs 64 bits on the target")
+@pytest.mark.parametrize("relu", [False, True])
+def test_constant_channel_keeps_a_small_rounding_offset(relu):
+    ops = [["dequantize", 1.0, 0]] + ([["relu"]] if relu else []) + [["quantize", 4.0, 0, "int8"]]
+    a_lo, a_hi = [-100, -2000], [100, -1000]        # channel 1 is constant
+    fit = fit_requant(chain_fn(ops), a_lo, a_hi)
+    assert_exact(ops, a_lo, a_hi, fit)
+    for c in range(2):
+        pre = np.array([a_lo[c], a_hi[c]]) * fit.mult[c] + fit.rnd[c]
+        assert np.abs(pre).max() < 2 ** 31, (c, fit)
