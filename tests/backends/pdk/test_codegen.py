@@ -1,0 +1,104 @@
+"""The Padauk backends end to end: IR -> sdas -> .ihx -> simulator, bit-exact against
+the reference backend and onnxruntime, on random models and on edge cases."""
+import numpy as np
+import pytest
+
+import qdq
+import tinycc_nn
+from tinycc_nn.backends.pdk import sdas
+from tinycc_nn.errors import DoesNotFit, TinyccError
+
+pytestmark = pytest.mark.skipif(not sdas.available("pdk13") or not sdas.available("pdk14"),
+                                reason="needs sdaspdk13/sdaspdk14 and sdldpdk (Debian package sdcc)")
+
+
+def _bit_exact(model, x, target):
+    art = tinycc_nn.compile(model, target)
+    outs, stats = art.run(x, with_stats=True)
+    ref = qdq.ort_run(model, x)
+    for (name, got), want in zip(outs.items(), ref):
+        assert np.array_equal(got.reshape(len(x), -1), want.reshape(len(x), -1)), name
+    assert (stats["cycles"] >= stats["instructions"]).all()
+    return art, stats
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("target", ["pms150c", "pfs154"])
+def test_random_models_bit_exact_on_the_simulator(seed, target):
+    rng = np.random.default_rng(1000 + seed)
+    m = qdq.random_mlp(rng, max_width=20, max_depth=3)
+    model = qdq.build(m)
+    x = qdq.random_inputs(rng, m, 6)
+    try:
+        _bit_exact(model, x, target)
+    except DoesNotFit as e:     # a refusal must give the numbers
+        assert "needs" in str(e) and "has" in str(e)
+
+
+@pytest.mark.parametrize("value_set", sorted(qdq.VALUE_SETS))
+def test_every_weight_value_set(value_set):
+    rng = np.random.default_rng(hash(value_set) % 2**32)
+    m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (13, 9), value_set), -3,
+                             rng.integers(-300, 300, 9), True, -2, "uint8"),
+                   qdq.Layer(qdq.random_weights(rng, (9, 4), value_set), -3, None, False, -1)],
+                  13, in_exp=-5, argmax=True)
+    _bit_exact(qdq.build(m), qdq.random_inputs(rng, m, 8), "pfs154")
+
+
+@pytest.mark.parametrize("last", [False, True])
+def test_argmax_ties_pick_the_first_or_the_last(last):
+    from onnx import helper
+    rng = np.random.default_rng(3)
+    m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (8, 6), "ternary"), 0, None, True, 2, "uint8")],
+                  8, in_exp=0, argmax=True)
+    model = qdq.build(m)
+    node = next(n for n in model.graph.node if n.op_type == "ArgMax")
+    node.attribute.append(helper.make_attribute("select_last_index", int(last)))
+    x = rng.integers(-3, 4, (20, 8)).astype(np.float32)   # coarse outputs: many ties
+    _bit_exact(model, x, "pms150c")
+
+
+def test_reference_shape_fits_the_pms150c_and_streams_its_input():
+    rng = np.random.default_rng(5)
+    widths = [64, 16, 16, 16, 10]
+    layers = [qdq.Layer(qdq.random_weights(rng, (widths[k], widths[k + 1]), "pm2"), -1, None,
+                        relu=k < 3, out_exp=-1 if k < 3 else 0,
+                        out_dtype="uint8" if k < 3 else "int8") for k in range(4)]
+    m = qdq.Model(layers, 64, in_exp=-7, in_dtype="uint8", argmax=True)
+    x = rng.uniform(0, 1, (3, 64)).astype(np.float32)
+    art, stats = _bit_exact(qdq.build(m), x, "pms150c")
+    r = art.report
+    assert r["input"] == "streamed"
+    assert r["rom_used"] + r["rom_harness"] <= r["rom_capacity"]
+    assert r["ram_used"] <= 64 and r["stack_high_water"] <= r["ram_used"]
+    assert "model.ihx" in art.files and art.files["model.asm"].count("ret #") >= 424
+
+
+def test_a_model_too_big_fails_with_the_numbers():
+    rng = np.random.default_rng(9)
+    m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (64, 64), "int8"), -8, None, True, -1, "uint8")],
+                  64, in_exp=-7)
+    with pytest.raises(DoesNotFit, match=r"PMS150C: needs \d+ (words of ROM|bytes of RAM), has \d+"):
+        tinycc_nn.compile(qdq.build(m), "pms150c")
+
+
+def test_generated_assembly_is_readable_and_assembles():
+    rng = np.random.default_rng(2)
+    m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (16, 8), "binary"), -2, None, True, -2, "uint8")],
+                  16, in_exp=-6)
+    art = tinycc_nn.compile(qdq.build(m), "pfs154")
+    asm = art.files["model.asm"]
+    assert "_nn_infer:" in asm and "; dense %" in asm and "kernel_" in asm
+    assert art.files["model.ihx"].startswith(":")
+    assert art.report["rom_breakdown"]["tables"] > 0
+
+
+def test_standalone_elementwise_ops_are_refused_by_name():
+    from tinycc_nn.parser import parse
+    g = parse("""graph @m {
+      %x = input() {name = "x", dtype = "int8", shape = ["N", 4], qdtype = "int8"} : i8[4] -128..127
+      %y = requant(%x) {mult = 1, rnd = 0, shift = 1, rounding = "floor", lo = null, hi = null} : i7[4] -64..63
+      %o = output(%y) {name = "y", dtype = "int8", shape = ["N", 4], float_ops = []}
+    }""")
+    with pytest.raises(TinyccError, match=r"%y = requant"):
+        tinycc_nn.compile(g, "pms150c")
