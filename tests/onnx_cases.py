@@ -204,14 +204,16 @@ def typed_ir(text: str):
 
 
 def check_lines(text: str, expected) -> None:
-    """FileCheck-style: each expected line occurs (stripped) in `text`, in this order."""
-    lines = [ln.strip() for ln in text.splitlines()]
+    """FileCheck-style CHECK lines: each expected string occurs within a line of `text`,
+    on lines in this order."""
+    lines = text.splitlines()
     pos = 0
     for want in expected:
-        try:
-            pos = lines.index(want.strip(), pos) + 1
-        except ValueError:
-            raise AssertionError(f"expected line not found (in order):\n  {want}\nin:\n{text}") from None
+        want = want.strip()
+        hit = next((i for i in range(pos, len(lines)) if want in lines[i]), None)
+        if hit is None:
+            raise AssertionError(f"expected line not found (in order):\n  {want}\nin:\n{text}")
+        pos = hit + 1
 
 
 def pass_models():
