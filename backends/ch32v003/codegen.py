@@ -1,0 +1,174 @@
+"""IR graph -> model.c / model.h for the CH32V003: freestanding C99, no multiply.
+
+The C API (model.h):
+
+    #define NN_INPUT_SIZE  F          typedef <int8_t|uint8_t|...> nn_input_t;
+    #define NN_OUTPUT_SIZE N          typedef <type of the output vector> nn_output_t;
+    int nn_infer(const nn_input_t *input, nn_output_t *output);
+
+`nn_infer` writes the vector feeding the graph's first non-argmax output into
+`output` and returns the argmax output's class (0 when the graph has none; a graph
+whose only output is an argmax writes its class as output[0]).
+
+Activations live in one static arena laid out from lifetimes with the plan-ram
+allocator (`passes.plan_ram.plan`), sizes rounded to 4 bytes so every view is
+aligned; the dense layers' lookup tables and accumulators are arena buffers that
+live only while their layer runs.  The input stays in the caller's buffer and the
+output vector is written straight into the caller's `output`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ... import ir
+from ...errors import TinyccError
+from ...passes.plan_ram import plan
+from .csource import ARENA_VIEW, SIZEOF, CModule, narrow_ctype, storage_ctype
+from .kernels import PRELUDE
+from .layers import EMITTERS, Ctx, dense_scratch
+
+
+@dataclass
+class CModel:
+    model_c: str
+    model_h: str
+    arena_bytes: int
+    flash_arrays: dict        # const array -> bytes
+    input_ctype: str
+    output_ctype: str
+    output_size: int
+    layers: dict              # node -> kernel description
+
+
+def _round4(n: int) -> int:
+    return (n + 3) // 4 * 4
+
+
+def _outputs(graph: ir.Graph):
+    """(value written to `output` or None, argmax node or None), checked against the contract."""
+    vectors, classes = [], []
+    for o in graph.outputs():
+        src = graph.operands(o)[0]
+        (classes if graph.op(src) == "argmax" else vectors).append(src)
+    if len(set(vectors)) > 1:
+        raise TinyccError("the ch32v003 target returns one output vector (plus an argmax class); "
+                          f"this graph has {len(set(vectors))}: {', '.join('%' + v for v in dict.fromkeys(vectors))}")
+    if len(set(classes)) > 1:
+        raise TinyccError("the ch32v003 target returns one argmax class; this graph has "
+                          f"{len(set(classes))}")
+    return (vectors[0] if vectors else None), (classes[0] if classes else None)
+
+
+def _check_ops(graph: ir.Graph) -> str:
+    inputs = graph.inputs()
+    if len(inputs) != 1:
+        raise TinyccError(f"the ch32v003 target takes one input vector; this graph has {len(inputs)}")
+    for n in graph.order():
+        op = graph.op(n)
+        if op not in EMITTERS and op not in ("input", "const", "argmax", "output"):
+            raise TinyccError(f"%{n} = {op}: the ch32v003 target has no code for this op "
+                              "(the pipeline fuses matmul/bias_add/clamp into dense and requant)")
+    return inputs[0]
+
+
+def _arena(graph: ir.Graph, ctype: dict, direct: str | None, inp: str):
+    """Offsets of every arena buffer ((node, 'value'|'tab'|'acc') -> offset) and the peak."""
+    order = graph.order()
+    pos = {n: i for i, n in enumerate(order)}
+    intervals = {}
+    for n in order:
+        op = graph.op(n)
+        if op in ("const", "output", "argmax", "input"):
+            continue
+        end = max((pos[u] for u in graph.users(n)), default=pos[n])
+        if n != direct:
+            intervals[(n, "value")] = (pos[n], end, _round4(graph.type(n).size * SIZEOF[ctype[n]]))
+        if op == "dense":
+            for what, size in dense_scratch(graph, n, ctype).items():
+                intervals[(n, what)] = (pos[n], pos[n], _round4(size))
+    keyed = {f"{n}\0{what}": v for (n, what), v in intervals.items()}
+    offsets, peak = plan(keyed)
+    return {tuple(k.split("\0")): off for k, off in offsets.items()}, peak
+
+
+def generate(graph: ir.Graph, unroll: int = 2) -> CModel:
+    """model.c and model.h for `graph` (after the common pipeline); `unroll` neurons per
+    iteration of the table-lookup loops where it divides the layer width."""
+    inp = _check_ops(graph)
+    vector, argmax = _outputs(graph)
+    ctype = {n: storage_ctype(graph.type(n), f"value %{n}") for n in graph.order()
+             if graph.op(n) not in ("const", "output", "argmax")}
+    in_t = ctype[inp]
+    if vector is not None:
+        out_t, out_size = ctype[vector], graph.type(vector).size
+    else:
+        t = graph.type(argmax)
+        out_t, out_size = narrow_ctype(t.lo, t.hi), 1
+    direct = vector if vector is not None and graph.op(vector) in EMITTERS else None
+    offsets, peak = _arena(graph, ctype, direct, inp)
+
+    ptr = {inp: "input"}
+    for (n, what), off in offsets.items():
+        if what == "value":
+            ptr[n] = f"NN_AT({ARENA_VIEW[ctype[n]]}, {off})"
+    if direct is not None:
+        ptr[direct] = "output"
+    ctx = Ctx(graph, CModule(), ptr, ctype,
+              {(n, what): off for (n, what), off in offsets.items() if what != "value"},
+              unroll=unroll)
+
+    body = []
+    for n in graph.order():
+        op = graph.op(n)
+        if op in EMITTERS:
+            body += EMITTERS[op](ctx, n)
+    if vector is not None and direct is None:       # the output is the input itself
+        body.append(f"for (int i = 0; i < {out_size}; i++)\n        output[i] = ({out_t}){ptr[vector]}[i];")
+    ret = "0"
+    if argmax is not None:
+        src = graph.operands(argmax)[0]
+        cmp = ">=" if graph.attrs(argmax)["last"] else ">"
+        body.append(f"const {ARENA_VIEW[ctype[src]]} *v = {ptr[src]};\n    int best = 0;\n"
+                    f"    for (int i = 1; i < {graph.type(src).size}; i++)\n"
+                    f"        if (v[i] {cmp} v[best])\n            best = i;")
+        if vector is None:
+            body.append(f"output[0] = ({out_t})best;")
+        ret = "best"
+    body.append(f"return {ret};")
+
+    mod = ctx.module
+    name = graph.name
+    parts = [f"/* model.c: @{name} for the CH32V003 (RV32EC, no multiplier), generated by tinycc-nn.\n"
+             f" * Flash data {sum(mod.flash.values())} bytes, activation arena {peak} bytes.\n"
+             " * Freestanding C99 (plus GCC attributes), no libc, no floating point, no `*`. */\n"
+             '#include "model.h"\n', PRELUDE]
+    if peak:
+        parts.append(f"static uint32_t nn_arena[{(peak + 3) // 4}];\n"
+                     "#define NN_AT(type, offset) ((type *)((uint8_t *)nn_arena + (offset)))\n")
+    parts += mod.arrays + list(mod.kernels.values()) + mod.functions
+    parts.append("int nn_infer(const nn_input_t *input, nn_output_t *output)\n{\n"
+                 + "".join(f"    {line}\n" for line in body) + "}\n")
+    model_c = "\n".join(parts)
+    return CModel(model_c, _header(graph, inp, in_t, out_t, out_size, vector, argmax), peak,
+                  dict(mod.flash), in_t, out_t, out_size, dict(ctx.notes))
+
+
+def _header(graph, inp, in_t, out_t, out_size, vector, argmax) -> str:
+    a = graph.attrs(inp)
+    quant = (f"input = saturate(round_half_even(x / {a['scale']}) + {a['zero_point']})"
+             if a.get("scale") is not None else "input = the integer input tensor")
+    if vector is not None:
+        what = f"output = %{vector} ({graph.type(vector)})"
+    else:
+        what = "output[0] = the argmax class"
+    returns = (f"the index of the {'last' if graph.attrs(argmax)['last'] else 'first'} maximum "
+               f"of %{graph.operands(argmax)[0]}" if argmax is not None else "0 (no argmax output)")
+    return (f"/* model.h: @{graph.name} for the CH32V003, generated by tinycc-nn.\n"
+            f" * {quant}, {a['qdtype']} ({graph.type(inp)}).\n"
+            f" * {what}.\n"
+            f" * nn_infer returns {returns}. */\n"
+            "#ifndef TINYCC_NN_MODEL_H\n#define TINYCC_NN_MODEL_H\n\n#include <stdint.h>\n\n"
+            f"#define NN_INPUT_SIZE {graph.type(inp).size}\ntypedef {in_t} nn_input_t;\n"
+            f"#define NN_OUTPUT_SIZE {out_size}\ntypedef {out_t} nn_output_t;\n\n"
+            "int nn_infer(const nn_input_t *input, nn_output_t *output);\n\n#endif\n")
+

@@ -1,0 +1,230 @@
+"""Per-op C emitters of the CH32V003 backend: `dense` and elementwise `requant`.
+
+Each op becomes one static function specialized to its sizes, encoding and
+requantization constants; `EMITTERS[op](ctx, node)` adds it to the module and returns
+the statements that call it from nn_infer.  All sums are done in unsigned 32-bit
+(or, where the proven ranges need it, 64-bit) arithmetic, which wraps exactly like
+the two's complement integers of ir.py; a result is converted back to signed only
+where its proven range fits the signed type, so no step overflows in the C sense.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ... import ir
+from . import kernels as K
+from .csource import ARENA_VIEW, SIZEOF, CModule, c_name, fits, lit
+from .planes import PlaneCode, pack_groups8, pack_words32
+
+TABLE8_BYTES = 512          # one 8-input subset-sum table: 256 uint16 entries
+
+
+@dataclass
+class Ctx:
+    graph: ir.Graph
+    module: CModule
+    ptr: dict                      # value -> C pointer expression
+    ctype: dict                    # value -> element C type
+    scratch: dict = field(default_factory=dict)   # (node, what) -> arena offset
+    notes: dict = field(default_factory=dict)     # node -> kernel description (report)
+    unroll: int = 2                # neurons per iteration of the lookup loop, when it divides
+
+
+def dense_kernel(graph: ir.Graph, node: str, ctype: dict) -> str:
+    """Which dot-product kernel a dense layer gets: 'table8', 'bits' or 'sum'."""
+    w = np.asarray(graph.attrs(graph.operands(node)[1])["values"])
+    if PlaneCode.for_values(w).planes == 0:
+        return "sum"
+    return "table8" if SIZEOF[ctype[graph.operands(node)[0]]] == 1 else "bits"
+
+
+def dense_scratch(graph: ir.Graph, node: str, ctype: dict) -> dict:
+    """Arena bytes a dense layer needs while it runs (table and accumulators)."""
+    if dense_kernel(graph, node, ctype) != "table8":
+        return {}
+    n_out = np.asarray(graph.attrs(graph.operands(node)[1])["values"]).shape[1]
+    return {"tab": TABLE8_BYTES, "acc": n_out * (8 if _wide_acc(graph, node) else 4)}
+
+
+def _wide_acc(graph, node) -> bool:
+    lo, hi = ir.accumulator_range(graph, node)[0]
+    return not fits(lo.min(), hi.max())
+
+
+def _channel_values(mod: CModule, name: str, values, comment: str) -> str:
+    """A per-channel constant as a literal (all equal) or an array element `name[j]`."""
+    values = np.asarray(values, np.int64)
+    if (values == values[0]).all():
+        return lit(values[0])
+    return f"{mod.array(name, values, comment)}[j]"
+
+
+def epilogue(ctx: Ctx, cn: str, src: str, src_lo, src_hi, attrs: dict, n: int, yt: str,
+             fold_rnd: bool) -> list:
+    """Statements for y[j] = clamp(round((src * mult + rnd) / 2^shift)) inside a loop over j.
+
+    `src` is an int32_t/int64_t C expression whose per-channel range is [src_lo, src_hi].
+    """
+    mod = ctx.module
+    m = ir.per_channel(attrs["mult"], n)
+    r = np.zeros(n, np.int64) if fold_rnd else ir.per_channel(attrs["rnd"], n)
+    s = ir.per_channel(attrs["shift"], n)
+    rounding = attrs["rounding"]
+    t_lo, t_hi = np.asarray(src_lo) * m + r, np.asarray(src_hi) * m + r
+    head = int(((1 << np.maximum(s, 1)) >> 1).max()) if rounding != "floor" else 0
+    wide = (not fits(min(np.min(src_lo), t_lo.min()), max(np.max(src_hi), t_hi.max()) + head)
+            or int(s.max()) >= 31)
+    st, ut = ("int64_t", "uint64_t") if wide else ("int32_t", "uint32_t")
+    lines = []
+    rnd = _channel_values(mod, f"nn_rnd_{cn}", r, f"%{cn} rounding constants") if r.any() else None
+    if (m == 1).all():
+        lines.append(f"{st} t = ({st})({src})" + (f" + {rnd};" if rnd else ";"))
+    elif not m.any():           # every channel constant: t = rnd
+        lines += [f"(void)({src});", f"{st} t = {rnd or 0};"]
+    else:
+        lines.append(f"{ut} u = ({ut})({st})({src});")
+        if (m == m[0]).all():
+            prod = K.mul_const("u", int(m[0]), ut)
+        else:
+            mult = mod.array(f"nn_mult_{cn}", m, f"%{cn} per-channel multipliers", "uint32_t")
+            prod = f"{mod.kernel(K.mul_runtime_name(wide), K.mul_runtime_source(wide))}(u, {mult}[j])"
+        lines.append(f"{st} t = ({st})({prod}" + (f" + ({ut})({st}){rnd});" if rnd else ");"))
+    if (s == s[0]).all():
+        k = int(s[0])
+        if k == 0 or rounding == "floor":
+            q = f"t >> {k}" if k else "t"
+        else:
+            bit = f"(t >> {k}) & 1" if rounding == "half_even" else f"(~t >> {k}) & 1"
+            half = (1 << (k - 1)) - 1
+            q = f"(t + {lit(half)} + ({bit})) >> {k}" if half else f"(t + ({bit})) >> {k}"
+    else:
+        shifts = mod.array(f"nn_shift_{cn}", s, f"%{cn} per-channel shifts", "uint8_t")
+        fn = mod.kernel(K.round_shift_name(rounding, wide), K.round_shift_source(rounding, wide))
+        q = f"{fn}(t, {shifts}[j])"
+    lines.append(f"{st} q = {q};")
+    if attrs["lo"] is not None:
+        lines.append(f"if (q < {lit(attrs['lo'])})\n    q = {lit(attrs['lo'])};")
+    if attrs["hi"] is not None:
+        lines.append(f"if (q > {lit(attrs['hi'])})\n    q = {lit(attrs['hi'])};")
+    lines.append(f"y[j] = ({yt})q;")
+    return lines
+
+
+def _indent(lines, spaces: int) -> str:
+    pad = " " * spaces
+    return "\n".join(pad + line.replace("\n", "\n" + pad) for line in lines)
+
+
+def _weights_comment(code: PlaneCode, values) -> str:
+    vs = sorted({int(v) for v in np.asarray(values).ravel()})
+    shown = ", ".join(map(str, vs[:8])) + (", ..." if len(vs) > 8 else "")
+    form = f"{code.offset} + {code.scale} * code" if code.ratio == 2 else \
+        f"{code.offset} + {code.scale} * (b0 + {code.ratio} * b1)"
+    return f"weights {{{shown}}} = {form}, {code.planes} bit plane(s)"
+
+
+def emit_dense(ctx: Ctx, node: str) -> list:
+    g, mod = ctx.graph, ctx.module
+    x, wname = g.operands(node)
+    w = np.asarray(g.attrs(wname)["values"], np.int64)
+    n_in, n_out = w.shape
+    attrs = g.attrs(node)
+    cn = c_name(node)
+    xt, yt = ctx.ctype[x], ctx.ctype[node]
+    code = PlaneCode.for_values(w)
+    kind = dense_kernel(g, node, ctx.ctype)
+    wide = _wide_acc(g, node)
+    st, ut = ("int64_t", "uint64_t") if wide else ("int32_t", "uint32_t")
+    shift_in = 128 if kind == "table8" and xt == "int8_t" else 0      # x' = x + shift_in
+    fold = bool((ir.per_channel(attrs["mult"], n_out) == 1).all())
+    const = (ir.per_channel(attrs["bias"], n_out) - shift_in * w.sum(axis=0)
+             + (ir.per_channel(attrs["rnd"], n_out) if fold else 0))
+    if not wide and not fits(const.min(), const.max()):
+        const = const & 0xFFFFFFFF      # only its value mod 2^32 matters in 32-bit sums
+    cterm = _channel_values(mod, f"nn_c_{cn}", const,
+                            f"%{cn}: bias{' + rnd' if fold else ''}"
+                            + (f" - {shift_in} * column sums of the weights" if shift_in else ""))
+    body = []
+    if kind == "table8":
+        packed = pack_groups8(code, w)
+        wsym = mod.array(f"nn_w_{cn}", packed, f"%{cn}: {_weights_comment(code, w)}, "
+                         "a byte per (8 inputs, output, plane)", "uint8_t")
+        table = mod.kernel(K.table8_name(shift_in != 0), K.table8_source(shift_in != 0))
+        unroll = ctx.unroll if n_out % ctx.unroll == 0 else 1
+        dot = mod.kernel(K.dot8_name(code.planes, code.ratio, wide, unroll),
+                         K.dot8_source(code.planes, code.ratio, wide, unroll))
+        acc_t = "nn_u64a" if wide else "nn_u32a"
+        full, rest = divmod(n_in, 8)
+        step = n_out * code.planes
+        body += [f"nn_u32a *tab = NN_AT(nn_u32a, {ctx.scratch[node, 'tab']});",
+                 f"{acc_t} *acc = NN_AT({acc_t}, {ctx.scratch[node, 'acc']});",
+                 f"const uint8_t *w = {wsym};"]
+        body += ["uint32_t sum = 0;"] if code.offset else []
+        body.append(f"for (int j = 0; j < {n_out}; j++)\n    acc[j] = 0;")
+        call = [("sum += " if code.offset else "") + f"{table}({{x}}, tab);",
+                f"{dot}((const nn_u16a *)tab, w, acc, acc + {n_out});"]
+        if full:
+            body.append(f"for (int g = 0; g < {full}; g++, x += 8, w += {step}) {{\n"
+                        + _indent([c.format(x="(const uint8_t *)x") for c in call], 4) + "\n}")
+        if rest:
+            pad = "0x80u" if shift_in else "0u"
+            fill = [f"last[{e}] = (uint8_t)x[{e}];" for e in range(rest)]
+            fill += [f"last[{e}] = {pad};" for e in range(rest, 8)]
+            body.append("{\n" + _indent(["uint8_t last[8];"] + fill + [c.format(x="last") for c in call], 4)
+                        + "\n}")
+        hsum = f"{ut} h = acc[j];"
+        ctx.notes[node] = f"8-input subset-sum tables, {code.planes} plane(s)"
+    else:
+        if code.offset:
+            body += [f"{ut} sum = 0;", f"for (int i = 0; i < {n_in}; i++)\n    sum += ({ut})x[i];"]
+        hsum = None
+        if kind == "bits":
+            words = (n_in + 31) // 32
+            wsym = mod.array(f"nn_w_{cn}", pack_words32(code, w), f"%{cn}: {_weights_comment(code, w)}, "
+                             "a word per (output, plane, 32 inputs)", "uint32_t")
+            bits = mod.kernel(K.bitserial_name(xt, wide), K.bitserial_source(xt, wide))
+            body.append(f"const uint32_t *w = {wsym};")
+            hsum = (f"{ut} h = 0;\nfor (int k = 0; k < {code.planes}; k++, w += {words})\n"
+                    f"    h = {bits}({K.mul_const('h', code.ratio, ut)}, x, {n_in}, w);")
+            ctx.notes[node] = f"bit-serial masked adds, {code.planes} plane(s)"
+        else:
+            ctx.notes[node] = "constant weights: one sum"
+            if not code.offset:
+                body.append("(void)x;             /* all weights are 0 */")
+    terms = [K.mul_const("h", code.scale, ut)] if hsum else []
+    if code.offset:         # offset * (sum of x'), the same for every neuron
+        body.append(f"{ut} s = sum;\n{ut} base = {K.mul_const('s', code.offset, ut)};")
+        terms.append("base")
+    if cterm != "0":
+        terms.append(f"({ut}){cterm}")
+    acc_expr = " + ".join(terms) or "0"
+    lo, hi = ir.accumulator_range(g, node)[0]
+    loop = ([hsum] if hsum else []) + [f"{st} a = ({st})({acc_expr});"]
+    loop += epilogue(ctx, cn, "a", lo, hi, attrs, n_out, yt, fold)
+    body.append(f"for (int j = 0; j < {n_out}; j++) {{\n" + _indent(loop, 4) + "\n}")
+    xv, yv = ARENA_VIEW[xt], ARENA_VIEW[yt]
+    desc = (f"%{node} = dense(%{x}, %{wname}): {n_in} -> {n_out}, {_weights_comment(code, w)};\n"
+            f" * {ctx.notes[node]}; {xt} in, {yt} out")
+    mod.functions.append(f"/* {desc} */\nstatic void nn_{cn}(const {xv} *x, {yv} *y)\n{{\n"
+                         + _indent(body, 4) + "\n}\n")
+    return [f"nn_{cn}({ctx.ptr[x]}, {ctx.ptr[node]});"]
+
+
+def emit_requant(ctx: Ctx, node: str) -> list:
+    g, mod = ctx.graph, ctx.module
+    (x,) = g.operands(node)
+    cn, n = c_name(node), g.type(node).size
+    xt, yt = ctx.ctype[x], ctx.ctype[node]
+    lo, hi = ir.channel_range(g, x)
+    wide = not fits(lo.min(), hi.max())
+    lines = epilogue(ctx, cn, f"({'int64_t' if wide else 'int32_t'})x[j]", lo, hi, g.attrs(node),
+                     n, yt, fold_rnd=False)
+    mod.functions.append(f"/* %{node} = requant(%{x}): {n} channels, {xt} in, {yt} out */\n"
+                         f"static void nn_{cn}(const {ARENA_VIEW[xt]} *x, {ARENA_VIEW[yt]} *y)\n{{\n"
+                         f"    for (int j = 0; j < {n}; j++) {{\n" + _indent(lines, 8) + "\n    }\n}\n")
+    return [f"nn_{cn}({ctx.ptr[x]}, {ctx.ptr[node]});"]
+
+
+EMITTERS = {"dense": emit_dense, "requant": emit_requant}
