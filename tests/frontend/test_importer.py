@@ -487,10 +487,6 @@ def test_two_outputs_of_different_layers(rng):
 
 # power-of-two models the requantization fit refuses (see test_fit.py) ------------------------
 
-@pytest.mark.xfail(strict=True, reason="BUG: all scales powers of two and the bias on the grid, yet "
-                   "'cannot requantize exactly: channel 1': the channel's range [33, 96] crosses one "
-                   "output threshold, fit_requant's slope estimate is then 1.0 and the shift-6 form "
-                   "is never tried")
 def test_power_of_two_layer_with_a_two_level_channel(rng):
     net = Net()
     xd = quantized_input(net, ["N", 1])
@@ -501,9 +497,6 @@ def test_power_of_two_layer_with_a_two_level_channel(rng):
     assert_bit_exact(net.model(), float_inputs(rng, 64, [1], XS))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: requantizing a clipped activation to a finer power-of-two "
-                   "scale (2**-5 -> 2**-8, i.e. y = 8*q on q in 0..3) is refused: fit_requant never "
-                   "tries mult=8")
 def test_requantize_to_a_finer_power_of_two_scale(rng):
     net = Net()
     xd = quantized_input(net, ["N", K])
@@ -513,9 +506,6 @@ def test_requantize_to_a_finer_power_of_two_scale(rng):
     assert_bit_exact(net.model(), float_inputs(rng, 40, [K], XS))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a dead-ReLU channel (accumulator always negative) gets "
-                   "rnd = -2**62 in its dense, so ir.accumulator_range says the pre-shift value needs 64 "
-                   "bits; an 8-bit layer should fit 32-bit arithmetic")
 def test_dead_relu_channel_keeps_the_accumulator_narrow(rng):
     from tinycc_nn.ir import accumulator_range
     net = Net()

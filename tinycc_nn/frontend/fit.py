@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_MULT = 1 << 24
-MAX_SHIFT = 46
+MAX_SHIFT = 40
+ROUNDINGS = ("floor", "half_even", "half_odd")
 
 
 @dataclass
@@ -78,61 +79,79 @@ def _boundary(v, shift, rounding):
     return v * (1 << shift) - (1 << (shift - 1)) + ((v + parity) % 2)
 
 
-def _bits(a) -> int:
-    return max(abs(int(a.min())), abs(int(a.max())) + 1).bit_length() if a.size else 0
+def _constraints(t, v, shift, rounding, a_lo, a_hi, y_lo, y_hi, lo, hi):
+    """The fit as linear constraints on (mult, rnd): rnd >= d - mult*f (lower) and
+    rnd <= c - mult*e (upper), as Python-int lists (d, f) and (c, e)."""
+    d, f, c, e = [], [], [], []
+    for ti, vi in zip(t, v):           # g(T) reaches v, g(T - 1) does not
+        b = _boundary(int(vi), shift, rounding)
+        d.append(b), f.append(int(ti)), c.append(b - 1), e.append(int(ti) - 1)
+    if y_lo > lo:      # the bottom is not saturated by the clamp: g(a_lo) must reach y_lo
+        d.append(_boundary(y_lo, shift, rounding)), f.append(a_lo)
+    if y_hi < hi:      # nor the top: g(a_hi) must stay below y_hi + 1
+        c.append(_boundary(y_hi + 1, shift, rounding) - 1), e.append(a_hi)
+    return d, f, c, e
 
 
-def _rnd_interval(t, v, mult, shift, rounding, a_lo, a_hi, y_lo, y_hi, lo, hi):
-    """Range [r_min, r_max] of rnd making g match thresholds t of levels v (Python ints)."""
-    r_min, r_max = -(1 << 62), 1 << 62
-    if t.size:
-        if shift + _bits(v) < 61 and mult.bit_length() + _bits(t) < 61:
-            t, v = t.astype(np.int64), v.astype(np.int64)     # no overflow: fast path
-        b = _boundary(v, shift, rounding)
-        r_min = int((b - mult * t).max())
-        r_max = int((b - mult * (t - 1)).min()) - 1
-    if y_lo > lo:   # the bottom is not saturated by the clamp: g(a_lo) must reach y_lo
-        r_min = max(r_min, _boundary(y_lo, shift, rounding) - mult * a_lo)
-    if y_hi < hi:   # nor the top: g(a_hi) must stay below y_hi + 1
-        r_max = min(r_max, _boundary(y_hi + 1, shift, rounding) - mult * a_hi - 1)
-    return r_min, r_max
+def _rnd_for(mult, cons):
+    """The rnd closest to 0 satisfying the constraints for `mult`, or None."""
+    d, f, c, e = cons
+    r_min = max((di - mult * fi for di, fi in zip(d, f)), default=None)
+    r_max = min((ci - mult * ei for ci, ei in zip(c, e)), default=None)
+    if r_min is not None and r_max is not None and r_min > r_max:
+        return None
+    r = 0 if r_min is None else max(r_min, 0)
+    return r if r_max is None else min(r, r_max)
 
 
-def _fit_channel(t, v, rounding, a_lo, a_hi, y_lo, y_hi, lo, hi, hint=None):
+def _mult_interval(cons):
+    """All mult satisfying every lower/upper pair: mult*(e_j - f_i) <= c_j - d_i."""
+    d, f, c, e = (np.array(x, dtype=object) for x in cons)
+    m_lo, m_hi = 1, MAX_MULT - 1
+    if not len(d) or not len(c):
+        return m_lo, m_hi
+    span = e[None, :] - f[:, None]
+    room = c[None, :] - d[:, None]
+    pos, neg, zero = span > 0, span < 0, span == 0
+    if (room[zero] < 0).any():
+        return 1, 0
+    if pos.any():
+        m_hi = min(m_hi, min(r // s for r, s in zip(room[pos], span[pos])))
+    if neg.any():
+        m_lo = max(m_lo, max(-((-r) // s) for r, s in zip(room[neg], span[neg])))
+    return m_lo, m_hi
+
+
+def _fit_channel(t, v, a_lo, a_hi, y_lo, y_hi, lo, hi, hint=None, roundings=ROUNDINGS,
+                 mult_one=False):
+    """(mult, rnd, shift, rounding) reproducing one channel exactly (mult_one: only 1)."""
+    def cons(shift, rounding):
+        return _constraints(t, v, shift, rounding, a_lo, a_hi, y_lo, y_hi, lo, hi)
+
+    if hint is not None and hint[3] in roundings:
+        r = _rnd_for(hint[0], cons(hint[2], hint[3]))
+        if r is not None:
+            return hint[0], r, hint[2], hint[3]
     if y_lo == y_hi:
-        # a constant channel: keep the layer's multiplier and shift when some rnd
-        # works (backends then need no special case), else mult = 0
-        if hint is not None:
-            r_min, r_max = _rnd_interval(t, v, hint[0], hint[1], rounding, a_lo, a_hi,
-                                         y_lo, y_hi, lo, hi)
-            if r_min <= r_max:
-                return hint[0], r_min, hint[1]
-        return 0, y_lo, 0
-    if t.size >= 2 and t[-1] > t[0]:
-        ratio = float(v[-1] - v[0]) / float(t[-1] - t[0])
-    else:
-        ratio = float(max(v.size, 1))
-    tried = set()
-
-    def attempt(mult, shift):
-        if (mult, shift) in tried or not 1 <= mult < MAX_MULT or not 0 <= shift <= MAX_SHIFT:
-            return None
-        tried.add((mult, shift))
-        r_min, r_max = _rnd_interval(t, v, mult, shift, rounding, a_lo, a_hi, y_lo, y_hi, lo, hi)
-        return (mult, r_min, shift) if r_min <= r_max else None
-
-    if hint is not None and (found := attempt(*hint)):
-        return found
-    # with mult near 1 the shift is about -log2(ratio); larger shifts buy mult precision
-    start = max(0, int(np.floor(-np.log2(ratio))) - 1)
-    for shift in range(start, MAX_SHIFT + 1):
-        guess = ratio * (1 << shift)
-        if guess >= MAX_MULT:
-            break
-        base = int(np.floor(guess))
-        for mult in (base, base + 1, base - 1, base + 2):
-            if (found := attempt(mult, shift)):
-                return found
+        return 0, y_lo, 0, roundings[0]
+    for rounding in roundings:          # cheapest first: no multiplier at all
+        for shift in range(MAX_SHIFT + 1):
+            r = _rnd_for(1, cons(shift, rounding))
+            if r is not None:
+                return 1, r, shift, rounding
+    if mult_one:
+        raise FitError(-1, "no shift alone reproduces it")
+    for rounding in roundings:          # then the smallest shift that admits a multiplier
+        for shift in range(MAX_SHIFT + 1):
+            cs = cons(shift, rounding)
+            m_lo, m_hi = _mult_interval(cs)
+            if m_lo > m_hi:
+                continue
+            pow2 = 1 << max(m_lo - 1, 0).bit_length()
+            mult = pow2 if pow2 <= m_hi else m_lo
+            r = _rnd_for(mult, cs)
+            if r is not None:
+                return mult, r, shift, rounding
     raise FitError(-1, f"no multiplier below {MAX_MULT} and shift up to {MAX_SHIFT} "
                        "reproduces onnxruntime's rounding on the whole accumulator range")
 
@@ -152,30 +171,38 @@ def fit_requant(f, a_lo, a_hi) -> Fit:
         raise FitError(c, "the float computation is not monotone in the accumulator")
     lo, hi = int(y_lo.min()), int(y_hi.max())
     t = thresholds(f, a_lo, a_hi, y_lo, y_hi)
-    error = None
-    for rounding in ("floor", "half_even", "half_odd"):
-        try:
-            return Fit(*_fit_all(t, rounding, a_lo, a_hi, y_lo, y_hi, lo, hi), rounding,
-                       lo, hi, y_lo, y_hi)
-        except FitError as e:
-            error = e
-    raise error
-
-
-def _fit_all(t, rounding, a_lo, a_hi, y_lo, y_hi, lo, hi):
     n = a_lo.size
-    mult, rnd, shift = (np.zeros(n, np.int64) for _ in range(3))
-    hint = None
-    # constant channels last, so they can take the multiplier the others agreed on
-    for c in sorted(range(n), key=lambda c: bool(y_hi[c] == y_lo[c])):
+    levels = []
+    for c in range(n):
         k = int(y_hi[c] - y_lo[c])
-        tc = np.array([int(x) for x in t[c, :k]], dtype=object)
-        vc = np.array([int(y_lo[c]) + 1 + i for i in range(k)], dtype=object)
+        levels.append(([int(x) for x in t[c, :k]], [int(y_lo[c]) + 1 + i for i in range(k)]))
+
+    def channel(c, hint=None, roundings=ROUNDINGS, mult_one=False):
+        tc, vc = levels[c]
+        return _fit_channel(tc, vc, int(a_lo[c]), int(a_hi[c]), int(y_lo[c]), int(y_hi[c]),
+                            lo, hi, hint, roundings, mult_one)
+
+    # The op has one rounding rule.  The channel with the most levels pins the shift
+    # down best, so it goes first and the others try its (mult, shift) before anything
+    # else; constant channels go last and reuse it too.  A pure shift in any rounding
+    # beats a multiplier in any rounding.
+    order = sorted(range(n), key=lambda c: -int(y_hi[c] - y_lo[c]))
+    for mult_one in (True, False):
+        for rounding in ROUNDINGS:
+            try:
+                params, hint = {}, None
+                for c in order:
+                    params[c] = channel(c, hint, (rounding,), mult_one and y_hi[c] > y_lo[c])
+                    if params[c][0]:
+                        hint = params[c]
+            except FitError:
+                continue
+            mult, rnd, shift = (np.array([params[c][i] for c in range(n)], np.int64)
+                                for i in range(3))
+            return Fit(mult, rnd, shift, rounding, lo, hi, y_lo, y_hi)
+    for c in order:        # name a channel that no rounding can reproduce
         try:
-            mult[c], rnd[c], shift[c] = _fit_channel(tc, vc, rounding, int(a_lo[c]), int(a_hi[c]),
-                                                     int(y_lo[c]), int(y_hi[c]), lo, hi, hint)
+            channel(c)
         except FitError as e:
             raise FitError(c, str(e).split(": ", 1)[1]) from None
-        if mult[c]:
-            hint = (int(mult[c]), int(shift[c]))    # neighbours usually share the scale ratio
-    return mult, rnd, shift
+    raise FitError(order[0], "the channels need different rounding rules")
