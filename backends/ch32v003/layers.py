@@ -138,7 +138,13 @@ def emit_dense(ctx: Ctx, node: str) -> list:
     wide = _wide_acc(g, node)
     st, ut = ("int64_t", "uint64_t") if wide else ("int32_t", "uint32_t")
     shift_in = 128 if kind == "table8" and xt == "int8_t" else 0      # x' = x + shift_in
-    fold = bool((ir.per_channel(attrs["mult"], n_out) == 1).all())
+    (lo, hi), (t_lo, t_hi) = ir.accumulator_range(g, node)
+    s_max = int(np.max(attrs["shift"]))
+    # with mult 1, rnd joins the per-neuron constant when acc + rnd (+ rounding) fits 32 bits
+    fold = bool((ir.per_channel(attrs["mult"], n_out) == 1).all()) and (
+        wide or fits(t_lo.min(), t_hi.max() + (1 << s_max)))
+    if fold:
+        lo, hi = t_lo, t_hi
     const = (ir.per_channel(attrs["bias"], n_out) - shift_in * w.sum(axis=0)
              + (ir.per_channel(attrs["rnd"], n_out) if fold else 0))
     if not wide and not fits(const.min(), const.max()):
@@ -200,7 +206,6 @@ def emit_dense(ctx: Ctx, node: str) -> list:
     if cterm != "0":
         terms.append(f"({ut}){cterm}")
     acc_expr = " + ".join(terms) or "0"
-    lo, hi = ir.accumulator_range(g, node)[0]
     loop = ([hsum] if hsum else []) + [f"{st} a = ({st})({acc_expr});"]
     loop += epilogue(ctx, cn, "a", lo, hi, attrs, n_out, yt, fold)
     body.append(f"for (int j = 0; j < {n_out}; j++) {{\n" + _indent(loop, 4) + "\n}")
