@@ -70,10 +70,10 @@ def float_chains(draw, pow2_only=False, channels=None):
     return ops
 
 
-INTERVAL = st.tuples(st.integers(-3000, 3000), st.integers(0, 3000)).map(lambda t: (t[0], t[0] + t[1]))
+INTERVAL = st.tuples(st.integers(-1500, 1500), st.integers(0, 1200)).map(lambda t: (t[0], t[0] + t[1]))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(float_chains(), INTERVAL)
 def test_fit_is_exact_whenever_it_returns(ops, interval):
     lo, hi = interval
@@ -84,8 +84,8 @@ def test_fit_is_exact_whenever_it_returns(ops, interval):
     assert_exact(ops, [lo], [hi], fit)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.integers(1, 5).flatmap(lambda c: st.tuples(float_chains(channels=c),
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 4).flatmap(lambda c: st.tuples(float_chains(channels=c),
                                                      st.lists(INTERVAL, min_size=c, max_size=c))))
 def test_per_channel_fit_is_exact_whenever_it_returns(case):
     ops, intervals = case
@@ -230,7 +230,7 @@ def test_refusal_names_the_channel():
     # channel 1 has irregular float32 rounding (Mul by 0.3), channel 0 is a plain shift
     ops = [["dequantize", 2.0 ** -7, 0], ["mul", [1.0, 0.3]], ["quantize", 0.125, 0, "int8"]]
     with pytest.raises(FitError) as e:
-        fit_requant(chain_fn(ops), [-6144, -6144], [6144, 6144])
+        fit_requant(chain_fn(ops), [-800, -800], [800, 800])      # first irregular tie: A = 240
     assert e.value.channel == 1 and str(e.value).startswith("channel 1: ")
 
 
