@@ -76,29 +76,30 @@ def table8_source(signed: bool) -> str:
  * tab[m / 2]) = sum of x'[e] over the set bits e of m.  Returns sum of x'[0..7]. */
 NN_HOT static uint32_t {table8_name(signed)}(const uint8_t *x, nn_u32a *tab)
 {{
-    uint32_t hi[16];              /* sums over x'[4..7], one in each half */
     uint32_t {loads};
-    uint32_t sum = e0 + e1 + e2 + e3 + e4 + e5 + e6 + e7;
+    /* hi[8h] = sums over x'[4..7] in both halves, parked in the last word of block h
+     * (read just before the block is written): no stack array, no extra pointer */
+    nn_u32a *hi = tab + 7;
     uint32_t q;
     hi[0] = 0;
-    hi[1] = e4 + (e4 << 16);
-    q = e5 + (e5 << 16); hi[2] = q; hi[3] = hi[1] + q;
-    q = e6 + (e6 << 16); hi[4] = q; hi[5] = hi[1] + q; hi[6] = hi[2] + q; hi[7] = hi[3] + q;
+    hi[8] = e4 + (e4 << 16);
+    q = e5 + (e5 << 16); hi[16] = q; hi[24] = hi[8] + q;
+    q = e6 + (e6 << 16); hi[32] = q; hi[40] = hi[8] + q; hi[48] = hi[16] + q; hi[56] = hi[24] + q;
     q = e7 + (e7 << 16);
-    for (int k = 0; k < 8; k++)
-        hi[8 + k] = hi[k] + q;
+    for (int k = 0; k < 64; k += 8)
+        hi[64 + k] = hi[k] + q;
     uint32_t a0 = e0 << 16;       /* entries 0 and 1: 0 and x'[0] */
     uint32_t p1 = e1 + (e1 << 16), p2 = e2 + (e2 << 16), p3 = e3 + (e3 << 16);
     uint32_t a1 = a0 + p1, a2 = a0 + p2, a3 = a1 + p2;
     uint32_t a4 = a0 + p3, a5 = a1 + p3, a6 = a2 + p3, a7 = a3 + p3;
-    const uint32_t *h = hi;
+    nn_u32a *end = tab + 128;
     do {{
-        uint32_t b = *h++;
+        uint32_t b = tab[7];
         tab[0] = a0 + b; tab[1] = a1 + b; tab[2] = a2 + b; tab[3] = a3 + b;
         tab[4] = a4 + b; tab[5] = a5 + b; tab[6] = a6 + b; tab[7] = a7 + b;
         tab += 8;
-    }} while (h != hi + 16);
-    return sum;
+    }} while (tab != end);
+    return tab[-1] >> 16;         /* entry 255: all eight */
 }}
 """
 
