@@ -166,9 +166,6 @@ def test_run_npy_and_npz(work, capsys):
     assert not [p for p in work.iterdir() if p.name.startswith(".y")]     # no temporary left
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: `run -o Y.npy` saves the artifact's first output, and after "
-                   "fuse-dense the outputs are in topological, not ONNX, order: a model whose second ONNX "
-                   "output is an earlier layer gets that layer saved (see test_fuse_dense)")
 def test_run_npy_saves_the_first_onnx_output(work, capsys):
     rng = np.random.default_rng(0)
     net = Net()

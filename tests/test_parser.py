@@ -76,9 +76,6 @@ def test_bad_character_error_points_at_it():
     assert src[caret_col - 1] == "$"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a .tir cut short reports \"unexpected ''\" at the last "
-                   "token: lark's LALR parser raises UnexpectedToken($END), not UnexpectedEOF, so "
-                   "parse()'s end-of-file branch never runs")
 def test_unexpected_end_of_file():
     text = 'graph @g {\n  %x = input() {name = "x"} : u8[1] 0..255\n'
     msg = _error(text, "cut.tir")
@@ -122,8 +119,6 @@ def test_literals(literal, value):
     assert got == value and type(got) is type(value)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: parser's list rule maps [null] to [] (maybe_placeholders "
-                   "turns an empty list into [None], and _Values.list cannot tell them apart)")
 def test_list_of_one_null():
     assert parse('graph @g {\n  %x = input() {v = [null]}\n}').attrs("x")["v"] == [None]
 

@@ -148,8 +148,6 @@ def _same_nested(a, b):
     return type(a) is type(b) and a == b
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: printer writes a newline inside a string literally "
-                   "(format_value escapes only \\\\ and \\\"), and the grammar rejects it")
 def test_string_with_newline_round_trips():
     assert _attr_round_trip("two\nlines") == "two\nlines"
 
@@ -173,16 +171,12 @@ def test_onnx_names_print_as_parseable_names(kw):
     assert_round_trips(graph)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: importer keeps an ONNX graph name starting with a digit "
-                   "or '-' as @1model, which grammar GRAPHNAME /@[A-Za-z_].../ rejects (parse error 2:7)")
 @pytest.mark.parametrize("graph_name", ["1model", "-x"])
 def test_graph_name_starting_with_digit_round_trips(graph_name):
     assert_round_trips(tinycc_nn.compile(_named_model(graph_name=graph_name), "python",
                                          stop_after="import").graph)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Graph.fresh keeps non-ASCII letters (str.isalnum) and a "
-                   "leading '.', e.g. %ä or %.w, which grammar VALUE /%[A-Za-z_][A-Za-z0-9_.]*/ rejects")
 @pytest.mark.parametrize("kw", [dict(input_name="ä"), dict(dq_name=".w")], ids=["non-ascii", "dot"])
 def test_unusual_value_names_round_trip(kw):
     assert_round_trips(tinycc_nn.compile(_named_model(**kw), "python", stop_after="import").graph)

@@ -50,7 +50,7 @@ class TensorType:
     def for_range(cls, lo: int, hi: int, shape) -> "TensorType":
         lo, hi = int(lo), int(hi)
         if lo < 0:
-            bits = max((-lo - 1).bit_length(), hi.bit_length()) + 1
+            bits = max((-lo - 1).bit_length(), max(hi, 0).bit_length()) + 1
         else:
             bits = max(hi.bit_length(), 1)
         return cls(lo < 0, bits, tuple(int(d) for d in shape), lo, hi)
@@ -121,6 +121,15 @@ def requant_values(x, mult, rnd, shift, rounding, lo, hi):
     return y
 
 
+def identifier(text: str, prefix: str) -> str:
+    """`text` as an IR identifier: ASCII letters, digits, '_' and '.', not starting with a
+    digit or '.'; `prefix` is put in front when it would."""
+    name = "".join(c if (c.isascii() and c.isalnum()) or c in "_." else "_" for c in text)
+    if not name or not (name[0].isalpha() or name[0] == "_"):
+        name = prefix + "_" + name
+    return name
+
+
 class Graph:
     """A named DAG of IR nodes.  Node data: op, operands (ordered names), attrs, type."""
 
@@ -142,10 +151,8 @@ class Graph:
         return name
 
     def fresh(self, base: str) -> str:
-        """A value name not used yet, derived from `base`."""
-        base = "".join(c if c.isalnum() or c in "_." else "_" for c in base) or "v"
-        if base[0].isdigit():
-            base = "v" + base
+        """A value name not used yet, derived from `base` (as the text form allows)."""
+        base = identifier(base, "v")
         name, k = base, 1
         while name in self.g:
             name, k = f"{base}.{k}", k + 1
@@ -205,7 +212,8 @@ class Graph:
         return self.nodes_of("input")
 
     def outputs(self) -> list:
-        return self.nodes_of("output")
+        """Output nodes in the order the model declares its outputs (creation order)."""
+        return sorted(self.nodes_of("output"), key=lambda n: self.g.nodes[n]["order"])
 
     def copy(self) -> "Graph":
         other = Graph(self.name)
@@ -343,6 +351,10 @@ def infer_type(graph: Graph, name: str, cache: dict | None = None) -> TensorType
 
 def verify(graph: Graph) -> None:
     """Check the IR contract; raise TinyccError naming the first broken value."""
+    for name, data in graph.g.nodes(data=True):
+        if "op" not in data:
+            users = ", ".join("%" + u for u in graph.g.successors(name))
+            raise TinyccError(f"%{name} is used by {users} but never defined")
     if not nx.is_directed_acyclic_graph(graph.g):
         raise TinyccError(f"graph @{graph.name}: has a cycle")
     if not graph.inputs():

@@ -8,6 +8,8 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import resources
 
+import json
+
 import lark
 import numpy as np
 
@@ -29,7 +31,7 @@ class _Values(lark.Transformer):
         return float(t[0])
 
     def string(self, t):
-        return t[0][1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        return json.loads(t[0])
 
     def true(self, _):
         return True
@@ -41,7 +43,10 @@ class _Values(lark.Transformer):
         return None
 
     def list(self, items):
-        return [] if items == [None] else list(items)
+        return list(items)
+
+    def empty_list(self, _):
+        return []
 
 
 def _caret(text: str, filename: str, line: int, col: int, msg: str) -> TinyccError:
@@ -53,7 +58,8 @@ def parse(text: str, filename: str = "<tir>") -> Graph:
     try:
         tree = _parser().parse(text)
     except lark.exceptions.UnexpectedInput as e:
-        if isinstance(e, lark.exceptions.UnexpectedEOF):
+        if isinstance(e, lark.exceptions.UnexpectedEOF) or (
+                isinstance(e, lark.exceptions.UnexpectedToken) and e.token.type == "$END"):
             lines = text.splitlines() or [""]
             line, col, msg = len(lines), len(lines[-1]) + 1, "unexpected end of file"
         else:

@@ -1,6 +1,7 @@
 """Print an IR graph in its text form (.tir), the form `parser.parse` reads back."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -26,7 +27,7 @@ def format_value(v, indent: str = "") -> str:
         text = repr(f)
         return text if any(c in text for c in ".en") else text + ".0"
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return json.dumps(v)
     if isinstance(v, (list, tuple)):
         if v and isinstance(v[0], (list, tuple)):
             inner = indent + "  "

@@ -91,9 +91,6 @@ def test_per_axis_weight_dequantize_for_gemm_transb(rng):
     assert_bit_exact(net.model(), float_inputs(rng, 40, [1, K], XS))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: per-axis DequantizeLinear of a constant weight without a "
-                   "zero point raises ValueError (importer._fold reshapes the scalar default zero "
-                   "point to the per-axis shape)")
 @pytest.mark.parametrize("gemm", [False, True], ids=["matmul", "gemm-transB"])
 def test_per_axis_weight_dequantize_without_zero_point(rng, gemm):
     net = Net()
@@ -107,9 +104,6 @@ def test_per_axis_weight_dequantize_without_zero_point(rng, gemm):
     assert_bit_exact(net.model(), float_inputs(rng, 40, [1, K], XS))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: int4/uint4 initializers are refused: numpy_helper.to_array "
-                   "gives an ml_dtypes int4/uint4 array of dtype.kind 'V', and importer._fold rejects "
-                   "any kind other than 'i'/'u' (\"dequantizes a int4 tensor\")")
 @pytest.mark.parametrize("dtype, values, zp", [("int4", (-8, 8), None), ("uint4", (0, 16), 8)])
 def test_int4_weights_behind_dequantize(rng, dtype, values, zp):
     net = Net()
@@ -181,9 +175,6 @@ def test_matmul_weight_first_column_form(rng, how):
     assert_bit_exact(model, float_inputs(rng, 40, shape, XS))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a graph input of shape [K, 1] (no batch dimension, the "
-                   "W @ x column form) is refused: importer._graph_input takes dim 0 as the batch "
-                   "(\"batch dimension is 6\")")
 def test_matmul_weight_first_on_a_column_input(rng):
     net = Net()
     xd = quantized_input(net, [K, 1])

@@ -144,10 +144,6 @@ def _output_names(graph):
     return [graph.attrs(o)["name"] for o in graph.outputs()]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: fuse-dense re-creates each layer as a new node, so the "
-                   "topological order (Graph.order, creation order for ties) moves an output of an earlier "
-                   "layer before the model's first output: Artifact.run's dict, model.py's infer() and "
-                   "`tinycc-nn run -o Y.npy` (first output) then pick the wrong tensor")
 def test_outputs_keep_their_onnx_order():
     name, model, x = next(m for m in MODELS if m[0] == "two-users")
     snaps = pass_snapshots(model)

@@ -39,8 +39,9 @@ def load_onnx(source, warn=None) -> Graph:
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "invalid model"
-        raise TinyccError(f"{label}: ONNX checker: {first}") from None
+        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+        detail = " | ".join(lines)[:400] or "invalid model"
+        raise TinyccError(f"{label}: ONNX checker: {detail}") from None
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < MIN_OPSET:
         raise TinyccError(f"{label}: opset {opset} is too old; tinycc-nn needs opset {MIN_OPSET} or newer")

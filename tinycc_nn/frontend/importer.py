@@ -8,7 +8,7 @@ from onnx.reference import ReferenceEvaluator
 
 from .. import hostio
 from ..errors import TinyccError
-from ..ir import Graph, TensorType, channel_range, infer_type
+from ..ir import Graph, TensorType, channel_range, identifier, infer_type
 from . import linear
 from .fit import FitError, fit_requant
 from .values import Act, Const, per_element
@@ -29,8 +29,7 @@ def _dims(vi) -> list:
 class Importer:
     def __init__(self, model: onnx.ModelProto, warn):
         self.model = model
-        name = model.graph.name or "model"
-        self.ir = Graph("".join(c if c.isalnum() or c in "_.-" else "_" for c in name))
+        self.ir = Graph(identifier(model.graph.name or "model", "m"))
         self.vals: dict = {}
         self.warn = warn
         self.quantized_input = None
@@ -54,8 +53,9 @@ class Importer:
             self.vals[init.name] = Const(numpy_helper.to_array(init))
         runtime_inputs = [i for i in g.input if i.name not in self.vals]
         if len(runtime_inputs) != 1:
-            raise TinyccError(f"model has {len(runtime_inputs)} runtime inputs; tinycc-nn compiles "
-                              "models with exactly one input")
+            names = ", ".join(f"'{i.name}'" for i in runtime_inputs) or "none"
+            raise TinyccError(f"model has {len(runtime_inputs)} runtime inputs ({names}); "
+                              "tinycc-nn compiles models with exactly one input")
         self._graph_input(runtime_inputs[0])
         for node in g.node:
             self._visit(node)
@@ -70,9 +70,6 @@ class Importer:
             if not isinstance(d, int) and not (k == 0 and len(dims) >= 2):
                 raise TinyccError(f"input '{vi.name}': dimension {k} is {d!r}; only a leading "
                                   "batch dimension may be symbolic")
-        if len(dims) >= 2 and dims[0] not in (1,) and not isinstance(dims[0], str):
-            raise TinyccError(f"input '{vi.name}': batch dimension is {dims[0]}; compile a model "
-                              "with batch size 1 or a symbolic batch")
         shape1 = [1 if isinstance(d, str) else d for d in dims]
         act = Act(None, np.arange(int(np.prod(shape1))).reshape(shape1), dtype)
         self.input_info = {"name": vi.name, "dtype": dtype, "shape": dims}
@@ -119,10 +116,16 @@ class Importer:
         """Evaluate a node whose inputs are all constant, keeping integer origins."""
         if node.op_type == "DequantizeLinear":
             q, a = args[0].value, _attrs(node)
+            if q.dtype.name in ("int4", "uint4"):       # ml_dtypes arrays from onnx
+                q = q.astype(np.int8 if q.dtype.name == "int4" else np.uint8)
             if q.dtype.kind not in "iu":
                 raise TinyccError(f"{where}: dequantizes a {q.dtype} tensor")
             scale = args[1].value
             zp = args[2].value if len(args) > 2 and args[2] is not None else np.zeros((), q.dtype)
+            if zp.dtype.name in ("int4", "uint4"):
+                zp = zp.astype(np.int8)
+            if zp.size == 1:
+                zp = np.full(scale.shape, zp.reshape(-1)[0], np.int64)
             shape = [1] * q.ndim
             if scale.size > 1:
                 if a.get("block_size", 0):

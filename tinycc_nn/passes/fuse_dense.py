@@ -66,8 +66,10 @@ class FuseDense(Pass):
             graph.add(name, "dense", graph.operands(mm), attrs)
             graph.node(name)["type"] = infer_type(graph, name)
             graph.replace_uses(last, name)
+            order = graph.node(mm)["order"]
             for n in chain:
                 graph.remove(n)
-            graph.rename(name, mm)      # the layer keeps its ONNX name
+            graph.node(name)["order"] = order
+            graph.rename(name, mm)      # the layer keeps its ONNX name and its place
             changed = True
         return changed
