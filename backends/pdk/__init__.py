@@ -101,7 +101,8 @@ class PdkBackend(Backend):
                   "rom_breakdown": dict(words), "input": "ram" if gen.input_in_ram else "streamed",
                   "cycles_per_inference": None, "instructions_per_inference": None}
         self._last = (meta, None)
-        if sdas.available(self.core):
+        if sdas.available(self.core) and options.get("harness", True):
+            # a library build (harness=false) links into the user's firmware instead
             assembly = sdas.assemble(source, self.core)
             files["model.ihx"] = assembly.ihx
             self._last = (meta, assembly)

@@ -133,6 +133,14 @@ class Codegen:
         self.plan()
         g, a = self.graph, self.asm
         a.comment(f"tinycc-nn: @{g.name} for {self.part} ({self.core_name})")
+        a.comment("RAM map (byte addresses):")
+        for name, (base, size) in sorted(self.layout.regs.items(), key=lambda kv: kv[1]):
+            if size and name not in ("best", "besti"):
+                a.comment(f"  {h(base)}..{h(base + size - 1)}  {name}")
+        for name, (base, size) in sorted(self.layout.vectors.items(), key=lambda kv: kv[1]):
+            a.comment(f"  {h(base)}..{h(base + size - 1)}  vector %{name}")
+        sb, ss = self.layout.stack
+        a.comment(f"  {h(sb)}..{h(sb + ss - 1)}  stack ({ss // 2} calls deep)")
         a.directive(".area CODE (ABS)")
         a.directive(".org 0x0000")
         if self.harness:

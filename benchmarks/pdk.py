@@ -1,0 +1,91 @@
+"""Padauk figures: ROM words, RAM bytes, cycles per inference, simulator speed and the
+bit-exact count against onnxruntime, for each example model on PMS150C and PFS154.
+
+    python benchmarks/pdk.py [--limit N] [--models examples/mnist8x8/model.onnx ...]
+
+Writes benchmarks/results/pdk.md.  The full MNIST test set (10,000 images) is the
+default; every image runs on the simulator from a fresh reset.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+import tinycc_nn
+from tinycc_nn.errors import TinyccError
+from tinycc_nn.reference import onnxruntime_outputs
+from tinycc_nn.verify import compare
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODELS = ["examples/mnist8x8/model.onnx", "examples/mnist8x8_ref/model.onnx"]
+
+
+def images(model_path, limit):
+    from tinycc_nn.datasets import mnist
+    graph = tinycc_nn.compile(model_path, "python", stop_after="import").graph
+    side = int(round(np.sqrt(graph.type(graph.inputs()[0]).size)))
+    x, y = mnist(side, "test")
+    return x[:limit], y[:limit]
+
+
+def measure(model_path, target, x, y):
+    try:
+        art = tinycc_nn.compile(model_path, target)
+    except TinyccError as e:
+        return {"target": target, "error": str(e)}
+    t0 = time.perf_counter()
+    outs, stats = art.run(x, with_stats=True)
+    seconds = time.perf_counter() - t0
+    inp = art.graph.attrs(art.graph.inputs()[0])
+    ref = onnxruntime_outputs(model_path, x, inp)
+    bad, _ = compare(outs, ref)
+    cls = next(v for v in outs.values() if v.dtype.kind in "iu").reshape(-1)
+    r = art.report
+    return {"target": target, "rom": f"{r['rom_used']} (+{r['rom_harness']} harness) / {r['rom_capacity']}",
+            "ram": f"{r['ram_used']} / {r['ram_capacity']}", "input": r["input"],
+            "cycles_mean": float(stats["cycles"].mean()), "cycles_max": int(stats["cycles"].max()),
+            "instr_mean": float(stats["instructions"].mean()),
+            "sim_mips": float(stats["instructions"].sum() / seconds / 1e6),
+            "exact": f"{len(x) - int(bad.sum())}/{len(x)}",
+            "accuracy": f"{100.0 * float((cls == y).mean()):.2f}%"}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--limit", type=int, default=10000)
+    ap.add_argument("--models", nargs="*", default=DEFAULT_MODELS)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/pdk.md"))
+    args = ap.parse_args()
+    lines = ["# Padauk benchmark", "",
+             f"`python benchmarks/pdk.py --limit {args.limit}`; cycles per the ISA table's model "
+             "(backends/pdk/isa.py), simulator speed in millions of simulated instructions per "
+             "second on this machine.", ""]
+    for model in args.models:
+        path = ROOT / model
+        if not path.exists():
+            print(f"skip {model}: not found")
+            continue
+        x, y = images(path, args.limit)
+        lines += [f"## {model} ({len(x)} test images)", "",
+                  "| target | ROM words | RAM bytes | input | cycles mean | cycles max | "
+                  "instructions mean | sim MIPS | bit-exact | accuracy |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for target in ("pms150c", "pfs154"):
+            m = measure(path, target, x, y)
+            print(model, m)
+            if "error" in m:
+                lines.append(f"| {target} | {m['error']} |||||||||")
+                continue
+            lines.append(f"| {target} | {m['rom']} | {m['ram']} | {m['input']} | {m['cycles_mean']:.0f} "
+                         f"| {m['cycles_max']} | {m['instr_mean']:.0f} | {m['sim_mips']:.2f} "
+                         f"| {m['exact']} | {m['accuracy']} |")
+        lines.append("")
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
