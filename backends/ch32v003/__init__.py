@@ -96,7 +96,8 @@ class Ch32v003Backend(Backend):
     has_multiply = False
     input_in_ram = False          # nn_infer reads the caller's input buffer
     options = {
-        "opt": ("speed", "speed|size: size drops the two-neuron unrolling of the lookup loops"),
+        "opt": ("speed", "speed|size: size drops the two-neuron unrolling of the lookup loops "
+                         "and the skipping of all-zero input groups"),
         "executor": ("emulator", "emulator|host: run the firmware under unicorn (counts cycles) "
                                  "or model.c built for the host (fast, no counts)"),
     }
@@ -107,7 +108,7 @@ class Ch32v003Backend(Backend):
             raise TinyccError(f"ch32v003: opt must be speed or size, not {opt!r}")
         if executor not in ("emulator", "host"):
             raise TinyccError(f"ch32v003: executor must be emulator or host, not {executor!r}")
-        cm = generate(graph, unroll=2 if opt == "speed" else 1)
+        cm = generate(graph, unroll=2 if opt == "speed" else 1, zero_skip=opt == "speed")
         files = {"model.c": cm.model_c, "model.h": cm.model_h}
         in_bytes = graph.type(graph.inputs()[0]).size * SIZEOF[cm.input_ctype]
         firmware.check_static(cm, in_bytes, cm.output_size * SIZEOF[cm.output_ctype])

@@ -91,9 +91,10 @@ def _arena(graph: ir.Graph, ctype: dict, direct: str | None, inp: str):
     return {tuple(k.split("\0")): off for k, off in offsets.items()}, peak
 
 
-def generate(graph: ir.Graph, unroll: int = 2) -> CModel:
+def generate(graph: ir.Graph, unroll: int = 2, zero_skip: bool = True) -> CModel:
     """model.c and model.h for `graph` (after the common pipeline); `unroll` neurons per
-    iteration of the table-lookup loops where it divides the layer width."""
+    iteration of the table-lookup loops where it divides the layer width; `zero_skip`
+    tests each group of 8 unsigned inputs for all zeros and skips it."""
     inp = _check_ops(graph)
     vector, argmax = _outputs(graph)
     ctype = {n: storage_ctype(graph.type(n), f"value %{n}") for n in graph.order()
@@ -115,7 +116,7 @@ def generate(graph: ir.Graph, unroll: int = 2) -> CModel:
         ptr[direct] = "output"
     ctx = Ctx(graph, CModule(), ptr, ctype,
               {(n, what): off for (n, what), off in offsets.items() if what != "value"},
-              unroll=unroll)
+              unroll=unroll, zero_skip=zero_skip)
 
     body = []
     for n in graph.order():

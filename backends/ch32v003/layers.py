@@ -30,6 +30,7 @@ class Ctx:
     scratch: dict = field(default_factory=dict)   # (node, what) -> arena offset
     notes: dict = field(default_factory=dict)     # node -> kernel description (report)
     unroll: int = 2                # neurons per iteration of the lookup loop, when it divides
+    zero_skip: bool = True         # skip groups of 8 zero inputs (unsigned inputs only)
 
 
 def dense_kernel(graph: ir.Graph, node: str, ctype: dict) -> str:
@@ -171,9 +172,17 @@ def emit_dense(ctx: Ctx, node: str) -> list:
         body.append(f"for (int j = 0; j < {n_out}; j++)\n    acc[j] = 0;")
         call = [("sum += " if code.offset else "") + f"{table}({{x}}, tab);",
                 f"{dot}((const nn_u16a *)tab, w, acc, acc + {n_out});"]
+        skip = []
+        if ctx.zero_skip and not shift_in:
+            # eight zero inputs add nothing: skip their table and lookups (ReLU zeros, blank pixels)
+            if not ctx.ptr[x].startswith("NN_AT("):    # the caller's buffers may be unaligned
+                test = " | ".join(f"x[{e}]" for e in range(8))
+            else:                           # arena buffers are 4-byte aligned
+                test = "((const nn_u32a *)x)[0] | ((const nn_u32a *)x)[1]"
+            skip = [f"if (({test}) == 0)\n    continue;"]
         if full:
             body.append(f"for (int g = 0; g < {full}; g++, x += 8, w += {step}) {{\n"
-                        + _indent([c.format(x="(const uint8_t *)x") for c in call], 4) + "\n}")
+                        + _indent(skip + [c.format(x="(const uint8_t *)x") for c in call], 4) + "\n}")
         if rest:
             pad = "0x80u" if shift_in else "0u"
             fill = [f"last[{e}] = (uint8_t)x[{e}];" for e in range(rest)]

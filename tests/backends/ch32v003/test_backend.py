@@ -215,6 +215,27 @@ def test_int16_activations_take_the_bit_serial_kernel():
 
 
 @needs_cross
+def test_groups_of_zero_inputs_are_skipped_exactly():
+    rng = np.random.default_rng(20)
+    m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (40, 24), "odd4"), bias=rng.integers(-900, 900, 24),
+                             out_exp=-1),
+                   qdq.Layer(qdq.random_weights(rng, (24, 5), "int4"), out_exp=0, relu=False)], 40,
+                  in_dtype="uint8", argmax=True)
+    x = np.abs(qdq.random_inputs(rng, m, 12)) + 0.02
+    x[:, 8:24] = 0                                    # two whole groups of 8 blank "pixels"
+    x[3] = 0                                          # and one blank image
+    art = check_exact(qdq.build(m), x)
+    _, zeroed = art.run(x, with_stats=True)
+    _, dense = art.run(np.abs(x) + 0.5, with_stats=True)
+    assert (zeroed["instructions"] < dense["instructions"]).all()
+    size = tinycc_nn.compile(qdq.build(m), "ch32v003", opt="size")
+    _, plain = size.run(x, with_stats=True)
+    # opt=size: the same work for every input, up to the clamps' branches
+    assert np.ptp(plain["instructions"]) < 0.01 * plain["instructions"].min()
+    assert dense["instructions"][3] - zeroed["instructions"][3] > 0.3 * dense["instructions"][3]
+
+
+@needs_cross
 def test_all_zero_weights():
     rng = np.random.default_rng(13)
     m = qdq.Model([qdq.Layer(np.zeros((12, 5), np.int64), bias=rng.integers(-100, 100, 5), out_exp=-3),
