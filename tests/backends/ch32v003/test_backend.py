@@ -263,6 +263,50 @@ def _symbols(art) -> set:
     return {s.name for s in elf.get_section_by_name(".symtab").iter_symbols()}
 
 
+def _two_layer_graph(outputs):
+    """input u8[12] -> dense -> dense -> argmax, with the given values as the outputs."""
+    from tinycc_nn import ir
+    rng = np.random.default_rng(21)
+    g = ir.Graph("edges")
+    g.add("x", "input", [], {"name": "x", "dtype": "float32", "shape": ["N", 12], "qdtype": "uint8"},
+          ir.TensorType.for_range(0, 255, (12,)))
+    for name, src, shape, attrs in (
+            ("d1", "x", (12, 9), {"bias": 0, "mult": 1, "rnd": 0, "shift": 3, "rounding": "half_even",
+                                  "lo": 0, "hi": 255}),
+            ("d2", "d1", (9, 5), {"bias": 0, "mult": 1, "rnd": 0, "shift": 0, "rounding": "floor",
+                                  "lo": None, "hi": None})):
+        w = rng.integers(-3, 4, shape)
+        g.add(f"w_{name}", "const", [], {"values": w}, ir.TensorType.for_range(w.min(), w.max(), w.shape))
+        g.add(name, "dense", [src, f"w_{name}"], attrs)
+        g.node(name)["type"] = ir.infer_type(g, name)
+    g.add("am", "argmax", ["d2"], {"last": False})
+    g.node("am")["type"] = ir.infer_type(g, "am")
+    for i, v in enumerate(outputs):
+        g.add(f"o{i}", "output", [v], {"name": f"o{i}", "dtype": "float32",
+                                        "shape": ["N", g.type(v).size], "float_ops": []})
+    ir.verify(g)
+    return g
+
+
+@needs_cross
+@pytest.mark.parametrize("outputs", [["am"], ["x", "am"], ["d1", "am"], ["d2"]])
+def test_output_shapes_of_the_c_contract(outputs):
+    """Only a class (written to output[0]); the input itself; an intermediate vector that a
+    later layer reads back from the caller's buffer; no argmax."""
+    graph = _two_layer_graph(outputs)
+    xq = np.random.default_rng(22).integers(0, 256, (10, 12))
+    xq[2] = 0
+    want = tinycc_nn.compile(graph, "python").run_quantized(xq)[0]
+    for executor in ("emulator", "host"):
+        got = tinycc_nn.compile(graph, "ch32v003", executor=executor).run_quantized(xq)[0]
+        assert len(got) == len(want) and all(np.array_equal(a, b) for a, b in zip(got, want))
+
+
+def test_two_output_vectors_are_refused():
+    with pytest.raises(TinyccError, match="one output vector"):
+        tinycc_nn.compile(_two_layer_graph(["d1", "d2"]), "ch32v003")
+
+
 def test_too_big_for_flash_raises_does_not_fit():
     rng = np.random.default_rng(15)
     m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (256, 128), "int8"), out_exp=2),
