@@ -39,7 +39,7 @@ def test_round_trip_after_import_and_after_every_pass(seed):
         assert_round_trips(graph)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 2**32 - 1))
 def test_round_trip_of_generated_models(seed):
     rng = np.random.default_rng(seed)

@@ -62,7 +62,7 @@ def test_behaviour_unchanged_and_plan_sound(name, model, x, input_in_ram):
     assert again == after
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 2**32 - 1), st.booleans())
 def test_plan_sound_on_generated_models(seed, input_in_ram):
     rng = np.random.default_rng(seed)
