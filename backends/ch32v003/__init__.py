@@ -116,7 +116,8 @@ class Ch32v003Backend(Backend):
                   "instructions_per_inference": None, "arena_bytes": cm.arena_bytes,
                   "flash_data_bytes": sum(cm.flash_arrays.values()), "layers": cm.layers}
         if firmware.have_cross_compiler():
-            elf, measured = firmware.build_and_measure(files)
+            t = graph.type(graph.inputs()[0])
+            elf, measured = firmware.build_and_measure(files, (t.lo, t.hi))
             files["firmware.elf"] = elf
             report.update(measured)
         else:

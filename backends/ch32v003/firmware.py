@@ -5,7 +5,7 @@ flags as the firmware build) and for the linked harness firmware (plus start.S a
 the harness, about 150 bytes).  RAM is what one inference really uses: .data + .bss of
 the linked firmware (arena and the harness's input/output buffers) plus the stack
 high-water mark the emulator measured.  Cycles and instructions are the emulator's,
-the larger of an all-zero input and a seeded random input.
+the larger of an all-zero input and a seeded random input over the input's range.
 """
 from __future__ import annotations
 
@@ -88,21 +88,21 @@ def build(files: dict, out_dir: Path) -> Path:
         raise TinyccError(f"ch32v003: the generated C did not build:\n{e}") from None
 
 
-def probe_inputs(emu: Ch32v003Emulator, rng_seed: int = 0) -> np.ndarray:
-    """An all-zero input and a seeded random one over the input type's whole range."""
-    info = np.iinfo(emu.input_dtype)
+def probe_inputs(emu: Ch32v003Emulator, lo: int, hi: int, rng_seed: int = 0) -> np.ndarray:
+    """An all-zero (or all-`lo`) input and a seeded random one over the input's range."""
     rng = np.random.default_rng(rng_seed)
-    rand = rng.integers(info.min, info.max, emu.input_size, endpoint=True, dtype=np.int64)
-    return np.stack([np.zeros(emu.input_size, np.int64), rand]).astype(emu.input_dtype)
+    rand = rng.integers(lo, hi, emu.input_size, endpoint=True, dtype=np.int64)
+    base = np.full(emu.input_size, min(max(0, lo), hi), np.int64)
+    return np.stack([base, rand]).astype(emu.input_dtype)
 
 
-def measure(elf: Path) -> dict:
+def measure(elf: Path, input_range: tuple) -> dict:
     """The report's measured fields for a built firmware (raises DoesNotFit on RAM)."""
     obj = elf.parent / "model.o"
     model = toolchain.firmware_size(obj)
     whole = toolchain.firmware_size(elf)
     emu = Ch32v003Emulator(elf)
-    runs = emu.run_many(probe_inputs(emu))
+    runs = emu.run_many(probe_inputs(emu, *input_range))
     stack = int(runs.stack_high_water.max())
     ram = whole.ram_bytes + stack
     faults = [f for f in runs.faults if f]
@@ -122,13 +122,14 @@ def measure(elf: Path) -> dict:
         "instructions_per_inference": int(runs.instructions.max()),
         "cycles_measure": "emulator estimate at 48 MHz (1 flash wait state), max of an all-zero "
                           "and a seeded random input",
+        "input_range": [int(v) for v in input_range],
         "cycles_by_input": {"zero": int(runs.cycles[0]), "random": int(runs.cycles[1])},
         "instructions_by_input": {"zero": int(runs.instructions[0]), "random": int(runs.instructions[1])},
     }
 
 
-def build_and_measure(files: dict) -> tuple:
-    """(firmware ELF bytes, report fields)."""
+def build_and_measure(files: dict, input_range: tuple) -> tuple:
+    """(firmware ELF bytes, report fields); `input_range` is the input's (lo, hi)."""
     with tempfile.TemporaryDirectory(prefix="tinycc-nn-ch32v003-") as tmp:
         elf = build(files, Path(tmp))
-        return elf.read_bytes(), measure(elf)
+        return elf.read_bytes(), measure(elf, input_range)
