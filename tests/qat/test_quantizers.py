@@ -14,6 +14,7 @@ EXPECTED_LEVELS = {
     "binary": {-1, 1},
     "ternary": {-1, 0, 1},
     "pm2": {-2, -1, 1, 2},
+    "odd2": {-3, -1, 1, 3},
     "odd4": set(range(-15, 16, 2)),
     "int4": set(range(-7, 8)),
     "int8": set(range(-127, 128)),
@@ -23,7 +24,7 @@ EXPECTED_LEVELS = {
 def test_scheme_table_matches_the_specification():
     assert {name: set(s.levels) for name, s in SCHEMES.items()} == EXPECTED_LEVELS
     assert {name: s.bits for name, s in SCHEMES.items()} == {
-        "binary": 1, "ternary": 2, "pm2": 2, "odd4": 4, "int4": 4, "int8": 8}
+        "binary": 1, "ternary": 2, "pm2": 2, "odd2": 2, "odd4": 4, "int4": 4, "int8": 8}
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMES))
@@ -135,3 +136,12 @@ def test_weight_bytes_and_choose_widths():
         grown = list(widths)
         grown[i] += 1
         assert widths_bytes(grown, "pm2") > 560 or grown[i] > (32, 16)[i - 1] or grown[2] > grown[1]
+
+
+def test_scheme_table_and_package_import_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, tinycc_nn, tinycc_nn.qat, tinycc_nn.qat.schemes, tinycc_nn.datasets; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -36,6 +36,7 @@ SCHEMES: dict[str, WeightScheme] = {
         _scheme("binary", (-1, 1), 1, "sign only; 8 weights per byte"),
         _scheme("ternary", (-1, 0, 1), 2, "BitNet b1.58 values, packed at 2 bits"),
         _scheme("pm2", (-2, -1, 1, 2), 2, "BitNetPDK values: add x or 2x, never skip"),
+        _scheme("odd2", (-3, -1, 1, 3), 2, "BitNetMCU 2bitsym: uniform, w = 2k+1, k in -2..1"),
         _scheme("odd4", range(-15, 16, 2), 4, "BitNetMCU 4-bit: w = 2k+1, k in -8..7"),
         _scheme("int4", range(-7, 8), 4, "symmetric 4-bit integers"),
         _scheme("int8", range(-127, 128), 8, "symmetric 8-bit integers"),

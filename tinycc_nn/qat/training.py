@@ -31,6 +31,9 @@ class Recipe:
     warmup_epochs: float = 0.5
     augment: object = None
     seed: int = 0
+    teacher: nn.Module | None = None  # distil from this (e.g. the fp32 twin) when given
+    distill_weight: float = 0.7
+    distill_temperature: float = 3.0
     log: list = field(default_factory=list)
 
 
@@ -50,6 +53,22 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
+def _loss(logits, labels, x, recipe: Recipe) -> torch.Tensor:
+    """Cross-entropy, mixed with the teacher's softened outputs when there is a teacher.
+
+    Low-bit students learn much better from a float teacher's full output distribution
+    than from the labels alone (Hinton et al. 2015; standard in ternary/2-bit QAT).
+    """
+    loss = F.cross_entropy(logits, labels)
+    if recipe.teacher is None:
+        return loss
+    t, a = recipe.distill_temperature, recipe.distill_weight
+    with torch.no_grad():
+        target = F.softmax(recipe.teacher(x) / t, dim=1)
+    soft = F.kl_div(F.log_softmax(logits / t, dim=1), target, reduction="batchmean") * t * t
+    return (1 - a) * loss + a * soft
+
+
 @torch.no_grad()
 def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
     """Top-1 accuracy of the eval-mode model (first maximal logit, as ONNX ArgMax)."""
@@ -59,7 +78,8 @@ def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def fit(model: nn.Module, images: np.ndarray, labels: np.ndarray, size: int, recipe: Recipe,
-        test: tuple[np.ndarray, np.ndarray] | None = None, desc: str = "train") -> list[dict]:
+        test: tuple[np.ndarray, np.ndarray] | None = None, desc: str = "train",
+        progress: bool = True) -> list[dict]:
     """Train `model` on uint8 images [N, 28, 28] downscaled to `size`; returns per-epoch logs."""
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
@@ -72,7 +92,7 @@ def fit(model: nn.Module, images: np.ndarray, labels: np.ndarray, size: int, rec
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: _lr_factor(s, total, int(recipe.warmup_epochs * steps_per_epoch)))
     y_all = torch.as_tensor(labels)
-    bar = tqdm(range(recipe.epochs), desc=desc, unit="epoch")
+    bar = tqdm(range(recipe.epochs), desc=desc, unit="epoch", disable=not progress)
     start = time.time()
     for epoch in bar:
         batch = recipe.augment(rng, images) if recipe.augment else images
@@ -83,12 +103,12 @@ def fit(model: nn.Module, images: np.ndarray, labels: np.ndarray, size: int, rec
         for i in range(0, len(order), recipe.batch_size):
             idx = order[i:i + recipe.batch_size]
             logits = model(x_all[idx])
-            loss = F.cross_entropy(logits, y_all[idx])
+            loss = _loss(logits, y_all[idx], x_all[idx], recipe)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            loss_sum += float(loss) * len(idx)
+            loss_sum += loss.item() * len(idx)
             correct += int((logits.argmax(1) == y_all[idx]).sum())
         entry = {"epoch": epoch + 1, "loss": loss_sum / len(order),
                  "train_acc": correct / len(order), "seconds": time.time() - start}
