@@ -126,104 +126,123 @@ def _weights_comment(code: PlaneCode, values) -> str:
     return f"weights {{{shown}}} = {form}, {code.planes} bit plane(s)"
 
 
+@dataclass
+class _Dense:
+    """What the parts of a dense layer's function need to know."""
+    node: str
+    cn: str                  # C name
+    x: str                   # input value
+    w: np.ndarray            # weights [n_in, n_out]
+    xt: str                  # input element C type
+    code: PlaneCode
+    kind: str                # dense_kernel()
+    wide: bool               # 64-bit accumulation
+    shift_in: int            # x' = x + shift_in in the tables (128 for int8 inputs)
+
+    @property
+    def ut(self) -> str:
+        return "uint64_t" if self.wide else "uint32_t"
+
+
+def _table8_loop(ctx: Ctx, d: _Dense) -> tuple:
+    """Lines building each group's table and adding its lookups into acc[]; per-neuron H."""
+    mod, (n_in, n_out), code = ctx.module, d.w.shape, d.code
+    wsym = mod.array(f"nn_w_{d.cn}", pack_groups8(code, d.w), f"%{d.cn}: {_weights_comment(code, d.w)}, "
+                     "a byte per (8 inputs, output, plane)", "uint8_t")
+    table = mod.kernel(K.table8_name(d.shift_in != 0), K.table8_source(d.shift_in != 0))
+    unroll = ctx.unroll if n_out % ctx.unroll == 0 else 1
+    dot = mod.kernel(K.dot8_name(code.planes, code.ratio, d.wide, unroll),
+                     K.dot8_source(code.planes, code.ratio, d.wide, unroll))
+    acc_t = "nn_u64a" if d.wide else "nn_u32a"
+    full, rest = divmod(n_in, 8)
+    body = [f"nn_u32a *tab = NN_AT(nn_u32a, {ctx.scratch[d.node, 'tab']});",
+            f"{acc_t} *acc = NN_AT({acc_t}, {ctx.scratch[d.node, 'acc']});",
+            f"const uint8_t *w = {wsym};"]
+    body += ["uint32_t sum = 0;"] if code.offset else []
+    body.append(f"for (int j = 0; j < {n_out}; j++)\n    acc[j] = 0;")
+    call = [("sum += " if code.offset else "") + f"{table}({{x}}, tab);",
+            f"{dot}((const nn_u16a *)tab, w, acc, acc + {n_out});"]
+    skip = []
+    if ctx.zero_skip and not d.shift_in:
+        # eight zero inputs add nothing: skip their table and lookups (ReLU zeros, blank pixels)
+        if not ctx.ptr[d.x].startswith("NN_AT("):    # the caller's buffers may be unaligned
+            test = " | ".join(f"x[{e}]" for e in range(8))
+        else:                                        # arena buffers are 4-byte aligned
+            test = "((const nn_u32a *)x)[0] | ((const nn_u32a *)x)[1]"
+        skip = [f"if (({test}) == 0)\n    continue;"]
+    if full:
+        body.append(f"for (int g = 0; g < {full}; g++, x += 8, w += {n_out * code.planes}) {{\n"
+                    + _indent(skip + [c.format(x="(const uint8_t *)x") for c in call], 4) + "\n}")
+    if rest:                     # the last, partial group from a padded copy
+        pad = "0x80u" if d.shift_in else "0u"
+        fill = [f"last[{e}] = (uint8_t)x[{e}];" for e in range(rest)]
+        fill += [f"last[{e}] = {pad};" for e in range(rest, 8)]
+        body.append("{\n" + _indent(["uint8_t last[8];"] + fill + [c.format(x="last") for c in call], 4)
+                    + "\n}")
+    ctx.notes[d.node] = f"8-input subset-sum tables, {code.planes} plane(s)"
+    return body, f"{d.ut} h = acc[j];"
+
+
+def _serial_loop(ctx: Ctx, d: _Dense) -> tuple:
+    """Lines for the sum of x and, with weight planes, the per-neuron bit-serial H."""
+    (n_in, n_out), code, ut = d.w.shape, d.code, d.ut
+    body = [f"{ut} sum = 0;", f"for (int i = 0; i < {n_in}; i++)\n    sum += ({ut})x[i];"] \
+        if code.offset else []
+    if d.kind == "sum":
+        ctx.notes[d.node] = "constant weights: one sum"
+        return body + ([] if code.offset else ["(void)x;             /* all weights are 0 */"]), None
+    words = (n_in + 31) // 32
+    wsym = ctx.module.array(f"nn_w_{d.cn}", pack_words32(code, d.w), f"%{d.cn}: "
+                            f"{_weights_comment(code, d.w)}, a word per (output, plane, 32 inputs)",
+                            "uint32_t")
+    bits = ctx.module.kernel(K.bitserial_name(d.xt, d.wide), K.bitserial_source(d.xt, d.wide))
+    body.append(f"const uint32_t *w = {wsym};")
+    ctx.notes[d.node] = f"bit-serial masked adds, {code.planes} plane(s)"
+    return body, (f"{ut} h = 0;\nfor (int k = 0; k < {code.planes}; k++, w += {words})\n"
+                  f"    h = {bits}({K.mul_const('h', code.ratio, ut)}, x, {n_in}, w);")
+
+
 def emit_dense(ctx: Ctx, node: str) -> list:
     g, mod = ctx.graph, ctx.module
     x, wname = g.operands(node)
     w = np.asarray(g.attrs(wname)["values"], np.int64)
-    n_in, n_out = w.shape
+    n_out = w.shape[1]
     attrs = g.attrs(node)
-    cn = c_name(node)
     xt, yt = ctx.ctype[x], ctx.ctype[node]
-    code = PlaneCode.for_values(w)
     kind = dense_kernel(g, node, ctx.ctype)
-    wide = _wide_acc(g, node)
-    st, ut = ("int64_t", "uint64_t") if wide else ("int32_t", "uint32_t")
-    shift_in = 128 if kind == "table8" and xt == "int8_t" else 0      # x' = x + shift_in
+    d = _Dense(node, c_name(node), x, w, xt, PlaneCode.for_values(w), kind, _wide_acc(g, node),
+               128 if kind == "table8" and xt == "int8_t" else 0)
+    st, ut = ("int64_t" if d.wide else "int32_t"), d.ut
     (lo, hi), (t_lo, t_hi) = ir.accumulator_range(g, node)
     s_max = int(np.max(attrs["shift"]))
     # with mult 1, rnd joins the per-neuron constant when acc + rnd (+ rounding) fits 32 bits
     fold = bool((ir.per_channel(attrs["mult"], n_out) == 1).all()) and (
-        wide or fits(t_lo.min(), t_hi.max() + (1 << s_max)))
+        d.wide or fits(t_lo.min(), t_hi.max() + (1 << s_max)))
     if fold:
         lo, hi = t_lo, t_hi
-    const = (ir.per_channel(attrs["bias"], n_out) - shift_in * w.sum(axis=0)
+    const = (ir.per_channel(attrs["bias"], n_out) - d.shift_in * w.sum(axis=0)
              + (ir.per_channel(attrs["rnd"], n_out) if fold else 0))
-    if not wide and not fits(const.min(), const.max()):
+    if not d.wide and not fits(const.min(), const.max()):
         const = const & 0xFFFFFFFF      # only its value mod 2^32 matters in 32-bit sums
-    cterm = _channel_values(mod, f"nn_c_{cn}", const,
-                            f"%{cn}: bias{' + rnd' if fold else ''}"
-                            + (f" - {shift_in} * column sums of the weights" if shift_in else ""))
-    body = []
-    if kind == "table8":
-        packed = pack_groups8(code, w)
-        wsym = mod.array(f"nn_w_{cn}", packed, f"%{cn}: {_weights_comment(code, w)}, "
-                         "a byte per (8 inputs, output, plane)", "uint8_t")
-        table = mod.kernel(K.table8_name(shift_in != 0), K.table8_source(shift_in != 0))
-        unroll = ctx.unroll if n_out % ctx.unroll == 0 else 1
-        dot = mod.kernel(K.dot8_name(code.planes, code.ratio, wide, unroll),
-                         K.dot8_source(code.planes, code.ratio, wide, unroll))
-        acc_t = "nn_u64a" if wide else "nn_u32a"
-        full, rest = divmod(n_in, 8)
-        step = n_out * code.planes
-        body += [f"nn_u32a *tab = NN_AT(nn_u32a, {ctx.scratch[node, 'tab']});",
-                 f"{acc_t} *acc = NN_AT({acc_t}, {ctx.scratch[node, 'acc']});",
-                 f"const uint8_t *w = {wsym};"]
-        body += ["uint32_t sum = 0;"] if code.offset else []
-        body.append(f"for (int j = 0; j < {n_out}; j++)\n    acc[j] = 0;")
-        call = [("sum += " if code.offset else "") + f"{table}({{x}}, tab);",
-                f"{dot}((const nn_u16a *)tab, w, acc, acc + {n_out});"]
-        skip = []
-        if ctx.zero_skip and not shift_in:
-            # eight zero inputs add nothing: skip their table and lookups (ReLU zeros, blank pixels)
-            if not ctx.ptr[x].startswith("NN_AT("):    # the caller's buffers may be unaligned
-                test = " | ".join(f"x[{e}]" for e in range(8))
-            else:                           # arena buffers are 4-byte aligned
-                test = "((const nn_u32a *)x)[0] | ((const nn_u32a *)x)[1]"
-            skip = [f"if (({test}) == 0)\n    continue;"]
-        if full:
-            body.append(f"for (int g = 0; g < {full}; g++, x += 8, w += {step}) {{\n"
-                        + _indent(skip + [c.format(x="(const uint8_t *)x") for c in call], 4) + "\n}")
-        if rest:
-            pad = "0x80u" if shift_in else "0u"
-            fill = [f"last[{e}] = (uint8_t)x[{e}];" for e in range(rest)]
-            fill += [f"last[{e}] = {pad};" for e in range(rest, 8)]
-            body.append("{\n" + _indent(["uint8_t last[8];"] + fill + [c.format(x="last") for c in call], 4)
-                        + "\n}")
-        hsum = f"{ut} h = acc[j];"
-        ctx.notes[node] = f"8-input subset-sum tables, {code.planes} plane(s)"
-    else:
-        if code.offset:
-            body += [f"{ut} sum = 0;", f"for (int i = 0; i < {n_in}; i++)\n    sum += ({ut})x[i];"]
-        hsum = None
-        if kind == "bits":
-            words = (n_in + 31) // 32
-            wsym = mod.array(f"nn_w_{cn}", pack_words32(code, w), f"%{cn}: {_weights_comment(code, w)}, "
-                             "a word per (output, plane, 32 inputs)", "uint32_t")
-            bits = mod.kernel(K.bitserial_name(xt, wide), K.bitserial_source(xt, wide))
-            body.append(f"const uint32_t *w = {wsym};")
-            hsum = (f"{ut} h = 0;\nfor (int k = 0; k < {code.planes}; k++, w += {words})\n"
-                    f"    h = {bits}({K.mul_const('h', code.ratio, ut)}, x, {n_in}, w);")
-            ctx.notes[node] = f"bit-serial masked adds, {code.planes} plane(s)"
-        else:
-            ctx.notes[node] = "constant weights: one sum"
-            if not code.offset:
-                body.append("(void)x;             /* all weights are 0 */")
-    terms = [K.mul_const("h", code.scale, ut)] if hsum else []
-    if code.offset:         # offset * (sum of x'), the same for every neuron
-        body.append(f"{ut} s = sum;\n{ut} base = {K.mul_const('s', code.offset, ut)};")
+    cterm = _channel_values(mod, f"nn_c_{d.cn}", const,
+                            f"%{d.cn}: bias{' + rnd' if fold else ''}"
+                            + (f" - {d.shift_in} * column sums of the weights" if d.shift_in else ""))
+    body, hsum = (_table8_loop if kind == "table8" else _serial_loop)(ctx, d)
+    # acc = const + offset * (sum of x') + scale * H: the same offset term for every neuron
+    terms = [K.mul_const("h", d.code.scale, ut)] if hsum else []
+    if d.code.offset:
+        body.append(f"{ut} s = sum;\n{ut} base = {K.mul_const('s', d.code.offset, ut)};")
         terms.append("base")
     if cterm != "0":
         terms.append(f"({ut}){cterm}")
-    acc_expr = " + ".join(terms) or "0"
-    loop = ([hsum] if hsum else []) + [f"{st} a = ({st})({acc_expr});"]
-    loop += epilogue(ctx, cn, "a", lo, hi, attrs, n_out, yt, fold)
+    loop = ([hsum] if hsum else []) + [f"{st} a = ({st})({' + '.join(terms) or '0'});"]
+    loop += epilogue(ctx, d.cn, "a", lo, hi, attrs, n_out, yt, fold)
     body.append(f"for (int j = 0; j < {n_out}; j++) {{\n" + _indent(loop, 4) + "\n}")
-    xv, yv = ARENA_VIEW[xt], ARENA_VIEW[yt]
-    desc = (f"%{node} = dense(%{x}, %{wname}): {n_in} -> {n_out}, {_weights_comment(code, w)};\n"
+    desc = (f"%{node} = dense(%{x}, %{wname}): {w.shape[0]} -> {n_out}, {_weights_comment(d.code, w)};\n"
             f" * {ctx.notes[node]}; {xt} in, {yt} out")
-    mod.functions.append(f"/* {desc} */\nstatic void nn_{cn}(const {xv} *x, {yv} *y)\n{{\n"
-                         + _indent(body, 4) + "\n}\n")
-    return [f"nn_{cn}({ctx.ptr[x]}, {ctx.ptr[node]});"]
+    mod.functions.append(f"/* {desc} */\nstatic void nn_{d.cn}(const {ARENA_VIEW[xt]} *x, {ARENA_VIEW[yt]} *y)"
+                         "\n{\n" + _indent(body, 4) + "\n}\n")
+    return [f"nn_{d.cn}({ctx.ptr[x]}, {ctx.ptr[node]});"]
 
 
 def emit_requant(ctx: Ctx, node: str) -> list:
