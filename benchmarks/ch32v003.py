@@ -42,19 +42,22 @@ from tinycc_nn.backends.ch32v003.emulator import Ch32v003Emulator  # noqa: E402
 from tinycc_nn.reference import onnxruntime_outputs  # noqa: E402
 from tinycc_nn.verify import compare  # noqa: E402
 
-EXAMPLES = (("mnist16x16", 16, [256, 64, 64, 64, 10]), ("mnist8x8", 8, [64, 16, 16, 16, 10]))
+# name, image size, and the shape and weight values of the random stand-in if it is missing
+EXAMPLES = (("mnist16x16", 16, [256, 64, 64, 64, 10], "odd4"), ("mnist8x8", 8, [64, 24, 16, 10], "pm2"))
 GENERIC_C = Path(__file__).with_name("ch32v003_generic_loop.c")
 RESULTS = Path(__file__).with_name("results") / "ch32v003.md"
 
 
-def random_model(widths, seed: int = 0) -> onnx.ModelProto:
-    """A random QDQ MLP of the example's shape: 4-bit odd weights (-15..15), int8 input
-    (scale 2^-7: MNIST pixels in [0, 1] map to 0..127), uint8 ReLU activations."""
+def random_model(widths, values: str, seed: int = 0) -> onnx.ModelProto:
+    """A random QDQ MLP of the example's shape and weight values (qdq.VALUE_SETS), int8
+    input (scale 2^-7: MNIST pixels in [0, 1] map to 0..127, as in BitNetMCU), uint8 ReLU
+    activations."""
     rng = np.random.default_rng(seed)
     layers, x_exp = [], -7
+    typical = np.abs(qdq.VALUE_SETS[values]).mean()
     for k in range(len(widths) - 1):
-        w = qdq.random_weights(rng, (widths[k], widths[k + 1]), "odd4")
-        out_exp = int(np.round(np.log2(np.sqrt(widths[k]) * 8 * 32) + x_exp - 4 - 7))
+        w = qdq.random_weights(rng, (widths[k], widths[k + 1]), values)
+        out_exp = int(np.round(np.log2(np.sqrt(widths[k]) * typical * 32) + x_exp - 4 - 7))
         last = k == len(widths) - 2
         layers.append(qdq.Layer(w, -4, rng.integers(-2000, 2000, widths[k + 1]), relu=not last,
                                 out_exp=out_exp, out_dtype="int8" if last else "uint8"))
@@ -128,14 +131,16 @@ def build_generic(art, out: Path) -> Path:
 
 # ---------------------------------------------------------------- one model
 
-def bench(name: str, size: int, widths, emulated: int, test_limit: int | None, tmp: Path) -> dict:
+def bench(name: str, size: int, widths, values: str, emulated: int, test_limit: int | None,
+          tmp: Path) -> dict:
     path = ROOT / "examples" / name / "model.onnx"
     source = f"`examples/{name}/model.onnx`"
     if not path.is_file():
         path = tmp / f"{name}-random.onnx"
-        onnx.save(random_model(widths), path)
+        onnx.save(random_model(widths, values), path)
         source = (f"**random stand-in**: `examples/{name}/model.onnx` is missing, so a random "
-                  f"{'-'.join(map(str, widths))} QDQ model with 4-bit odd weights (tests/qdq.py)")
+                  f"{'-'.join(map(str, widths))} QDQ model with {values} weights {qdq.VALUE_SETS[values][:3]}... "
+                  "and int8 input (tests/qdq.py)")
     t0 = time.time()
     art = tinycc_nn.compile(str(path), "ch32v003")
     host = tinycc_nn.compile(str(path), "ch32v003", executor="host")
@@ -228,8 +233,7 @@ def main(argv=None) -> int:
         print(f"{toolchain.GCC} is not installed; nothing to measure", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="tinycc-nn-bench-") as tmp:
-        rows = [bench(name, size, widths, args.emulated, args.test_limit, Path(tmp))
-                for name, size, widths in EXAMPLES]
+        rows = [bench(*example, args.emulated, args.test_limit, Path(tmp)) for example in EXAMPLES]
     text = markdown(rows, args.emulated)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(text)
