@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ...backend import Backend, Program
-from ...errors import TinyccError
+from ...errors import DoesNotFit, TinyccError
 from . import firmware
 from .codegen import generate
 from .csource import SIZEOF
@@ -108,13 +108,24 @@ class Ch32v003Backend(Backend):
             raise TinyccError(f"ch32v003: opt must be speed or size, not {opt!r}")
         if executor not in ("emulator", "host"):
             raise TinyccError(f"ch32v003: executor must be emulator or host, not {executor!r}")
-        cm = generate(graph, unroll=2 if opt == "speed" else 1, zero_skip=opt == "speed")
-        files = {"model.c": cm.model_c, "model.h": cm.model_h}
+        settings = dict(unroll=2 if opt == "speed" else 1, zero_skip=opt == "speed")
+        cm = generate(graph, **settings)
         in_bytes = graph.type(graph.inputs()[0]).size * SIZEOF[cm.input_ctype]
-        firmware.check_static(cm, in_bytes, cm.output_size * SIZEOF[cm.output_ctype])
+        out_bytes = cm.output_size * SIZEOF[cm.output_ctype]
+        note = None
+        try:
+            firmware.check_static(cm, in_bytes, out_bytes)
+        except DoesNotFit:
+            # the lookup tables take 512 bytes of RAM; the bit-serial kernel takes none
+            cm = generate(graph, **settings, tables=False)
+            firmware.check_static(cm, in_bytes, out_bytes)
+            note = "bit-serial kernels: the 512-byte lookup tables do not fit in RAM"
+        files = {"model.c": cm.model_c, "model.h": cm.model_h}
         report = {"rom_used": None, "ram_used": None, "cycles_per_inference": None,
                   "instructions_per_inference": None, "arena_bytes": cm.arena_bytes,
                   "flash_data_bytes": sum(cm.flash_arrays.values()), "layers": cm.layers}
+        if note:
+            report["kernel_note"] = note
         if firmware.have_cross_compiler():
             t = graph.type(graph.inputs()[0])
             elf, measured = firmware.build_and_measure(files, (t.lo, t.hi))

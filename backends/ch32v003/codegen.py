@@ -71,7 +71,7 @@ def _check_ops(graph: ir.Graph) -> str:
     return inputs[0]
 
 
-def _arena(graph: ir.Graph, ctype: dict, direct: str | None, inp: str):
+def _arena(graph: ir.Graph, ctype: dict, direct: str | None, tables: bool):
     """Offsets of every arena buffer ((node, 'value'|'tab'|'acc') -> offset) and the peak."""
     order = graph.order()
     pos = {n: i for i, n in enumerate(order)}
@@ -84,17 +84,18 @@ def _arena(graph: ir.Graph, ctype: dict, direct: str | None, inp: str):
         if n != direct:
             intervals[(n, "value")] = (pos[n], end, _round4(graph.type(n).size * SIZEOF[ctype[n]]))
         if op == "dense":
-            for what, size in dense_scratch(graph, n, ctype).items():
+            for what, size in dense_scratch(graph, n, ctype, tables).items():
                 intervals[(n, what)] = (pos[n], pos[n], _round4(size))
     keyed = {f"{n}\0{what}": v for (n, what), v in intervals.items()}
     offsets, peak = plan(keyed)
     return {tuple(k.split("\0")): off for k, off in offsets.items()}, peak
 
 
-def generate(graph: ir.Graph, unroll: int = 2, zero_skip: bool = True) -> CModel:
+def generate(graph: ir.Graph, unroll: int = 2, zero_skip: bool = True, tables: bool = True) -> CModel:
     """model.c and model.h for `graph` (after the common pipeline); `unroll` neurons per
     iteration of the table-lookup loops where it divides the layer width; `zero_skip`
-    tests each group of 8 unsigned inputs for all zeros and skips it."""
+    tests each group of 8 unsigned inputs for all zeros and skips it; `tables=False`
+    uses the bit-serial kernel everywhere (slower, but no 512-byte table in RAM)."""
     inp = _check_ops(graph)
     vector, argmax = _outputs(graph)
     ctype = {n: storage_ctype(graph.type(n), f"value %{n}") for n in graph.order()
@@ -106,7 +107,7 @@ def generate(graph: ir.Graph, unroll: int = 2, zero_skip: bool = True) -> CModel
         t = graph.type(argmax)
         out_t, out_size = narrow_ctype(t.lo, t.hi), 1
     direct = vector if vector is not None and graph.op(vector) in EMITTERS else None
-    offsets, peak = _arena(graph, ctype, direct, inp)
+    offsets, peak = _arena(graph, ctype, direct, tables)
 
     ptr = {inp: "input"}
     for (n, what), off in offsets.items():
@@ -116,7 +117,7 @@ def generate(graph: ir.Graph, unroll: int = 2, zero_skip: bool = True) -> CModel
         ptr[direct] = "output"
     ctx = Ctx(graph, CModule(), ptr, ctype,
               {(n, what): off for (n, what), off in offsets.items() if what != "value"},
-              unroll=unroll, zero_skip=zero_skip)
+              unroll=unroll, zero_skip=zero_skip, tables=tables)
 
     body = []
     for n in graph.order():

@@ -194,7 +194,7 @@ def bitserial_name(ctype: str, wide: bool) -> str:
 def bitserial_source(ctype: str, wide: bool) -> str:
     """h + sum of x[i] over the set bits of the plane words: for inputs wider than 8 bits."""
     utype = "uint64_t" if wide else "uint32_t"
-    xt = {"int16_t": "nn_i16a", "uint16_t": "nn_u16a", "int32_t": "nn_i32a",
+    xt = {"int8_t": "int8_t", "uint8_t": "uint8_t", "int16_t": "nn_i16a", "uint16_t": "nn_u16a", "int32_t": "nn_i32a",
           "uint32_t": "nn_u32a"}[ctype]
     return f"""\
 /* h + sum of x[i] whose bit is set in the words w[0..]: one masked add per input. */

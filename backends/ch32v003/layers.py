@@ -31,19 +31,21 @@ class Ctx:
     notes: dict = field(default_factory=dict)     # node -> kernel description (report)
     unroll: int = 2                # neurons per iteration of the lookup loop, when it divides
     zero_skip: bool = True         # skip groups of 8 zero inputs (unsigned inputs only)
+    tables: bool = True            # False: bit-serial kernels only, no table RAM
 
 
-def dense_kernel(graph: ir.Graph, node: str, ctype: dict) -> str:
-    """Which dot-product kernel a dense layer gets: 'table8', 'bits' or 'sum'."""
+def dense_kernel(graph: ir.Graph, node: str, ctype: dict, tables: bool = True) -> str:
+    """Which dot-product kernel a dense layer gets: 'table8', 'bits' or 'sum'.
+    `tables=False` keeps the 512-byte tables out of RAM (bit-serial everywhere)."""
     w = np.asarray(graph.attrs(graph.operands(node)[1])["values"])
     if PlaneCode.for_values(w).planes == 0:
         return "sum"
-    return "table8" if SIZEOF[ctype[graph.operands(node)[0]]] == 1 else "bits"
+    return "table8" if tables and SIZEOF[ctype[graph.operands(node)[0]]] == 1 else "bits"
 
 
-def dense_scratch(graph: ir.Graph, node: str, ctype: dict) -> dict:
+def dense_scratch(graph: ir.Graph, node: str, ctype: dict, tables: bool = True) -> dict:
     """Arena bytes a dense layer needs while it runs (table and accumulators)."""
-    if dense_kernel(graph, node, ctype) != "table8":
+    if dense_kernel(graph, node, ctype, tables) != "table8":
         return {}
     n_out = np.asarray(graph.attrs(graph.operands(node)[1])["values"]).shape[1]
     return {"tab": TABLE8_BYTES, "acc": n_out * (8 if _wide_acc(graph, node) else 4)}
@@ -209,7 +211,7 @@ def emit_dense(ctx: Ctx, node: str) -> list:
     n_out = w.shape[1]
     attrs = g.attrs(node)
     xt, yt = ctx.ctype[x], ctx.ctype[node]
-    kind = dense_kernel(g, node, ctx.ctype)
+    kind = dense_kernel(g, node, ctx.ctype, ctx.tables)
     d = _Dense(node, c_name(node), x, w, xt, PlaneCode.for_values(w), kind, _wide_acc(g, node),
                128 if kind == "table8" and xt == "int8_t" else 0)
     st, ut = ("int64_t" if d.wide else "int32_t"), d.ut

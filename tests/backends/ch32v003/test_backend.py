@@ -319,9 +319,20 @@ def test_too_big_for_flash_raises_does_not_fit():
 
 def test_too_big_for_ram_raises_does_not_fit():
     rng = np.random.default_rng(16)
-    m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (1900, 4), "binary"), out_exp=2)], 1900)
-    with pytest.raises(DoesNotFit, match=r"bytes of RAM \(2048 available\)"):
+    m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (2100, 4), "binary"), out_exp=2)], 2100)
+    with pytest.raises(DoesNotFit, match=r"2104 bytes of RAM \(2048 available\).*input buffer 2100 B"):
         tinycc_nn.compile(qdq.build(m), "ch32v003")
+
+
+@needs_cross
+def test_without_room_for_tables_the_bit_serial_kernel_is_used():
+    rng = np.random.default_rng(23)
+    m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (1700, 6), "ternary"), out_exp=1),
+                   qdq.Layer(qdq.random_weights(rng, (6, 3), "int4"), out_exp=0, relu=False)], 1700,
+                  in_dtype="uint8", argmax=True)
+    art = check_exact(qdq.build(m), np.abs(qdq.random_inputs(rng, m, 6)))
+    assert "bit-serial" in art.report["layers"]["l0_mm"] and "tables" in art.report["kernel_note"]
+    assert art.report["ram_used"] <= 2048
 
 
 def test_without_the_cross_compiler_the_c_is_still_written(monkeypatch):

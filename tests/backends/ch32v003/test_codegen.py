@@ -153,3 +153,24 @@ def test_model_c_is_warning_free_pedantic_c99(tmp_path, seed):
            "-Wno-sign-conversion", "-ffreestanding", "-O2", "-c", "model.c", "-o", "model.o"]
     result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="host gcc not installed")
+@pytest.mark.parametrize("seed", [1, 6, 9])
+def test_bit_serial_everywhere_equals_the_reference(tmp_path, seed):
+    """generate(tables=False), the RAM-saving fallback, on random models (host build)."""
+    from tinycc_nn.backends.ch32v003.hostbuild import HostModel
+    rng = np.random.default_rng(seed)
+    m = qdq.random_mlp(rng)
+    ref = tinycc_nn.compile(qdq.build(m), "python")
+    cm = generate(ref.graph, tables=False)
+    assert "nn_table8" not in cm.model_c
+    (tmp_path / "model.c").write_text(cm.model_c)
+    (tmp_path / "model.h").write_text(cm.model_h)
+    xq = ref.quantize_inputs(qdq.random_inputs(rng, m, 32))
+    classes, vectors = HostModel([tmp_path / "model.c"], [tmp_path]).infer(xq)
+    want, _ = ref.run_quantized(xq)
+    kinds = [ref.graph.op(ref.graph.operands(o)[0]) for o in ref.graph.outputs()]
+    for kind, v in zip(kinds, want):
+        got = classes[:, None] if kind == "argmax" else vectors
+        assert np.array_equal(got.astype(np.int64), v)
