@@ -73,7 +73,7 @@ def float_chains(draw, pow2_only=False, channels=None):
 INTERVAL = st.tuples(st.integers(-1500, 1500), st.integers(0, 1200)).map(lambda t: (t[0], t[0] + t[1]))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(float_chains(), INTERVAL)
 def test_fit_is_exact_whenever_it_returns(ops, interval):
     lo, hi = interval
@@ -98,7 +98,7 @@ def test_per_channel_fit_is_exact_whenever_it_returns(case):
     assert_exact(ops, a_lo, a_hi, fit)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(float_chains(pow2_only=True), INTERVAL)
 def test_power_of_two_chains_are_exact_whenever_they_fit(ops, interval):
     lo, hi = interval
@@ -126,7 +126,7 @@ POW2_FAILURES = [
 ]
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(1, 4).flatmap(lambda c: st.tuples(float_chains(pow2_only=True, channels=c),
                                                      st.lists(INTERVAL, min_size=c, max_size=c))))
 @example(POW2_FAILURES[0])
