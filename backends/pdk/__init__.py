@@ -71,13 +71,14 @@ class PdkBackend(Backend):
     rom_unit = "words"
     has_multiply = False
     input_in_ram = False
-    options = {"opt": ("size", "size|speed (speed: reserved, same code as size for now)"),
+    options = {"opt": ("size", "size|speed: speed reads a streamed input inside the kernel "
+                               "(one more kernel, no staging copies)"),
                "harness": (True, "add the reset stub and the ROM input table (simulator build)")}
 
     def emit(self, graph, options):
         spec = PARTS[self.part]
         gen = Codegen(graph, self.core, CORES[self.core], spec.name, spec.ram_bytes,
-                      harness=bool(options.get("harness", True)))
+                      harness=bool(options.get("harness", True)), opt=options.get("opt", "size"))
         source = gen.emit()
         lay = gen.layout
         words = gen.asm.section_words

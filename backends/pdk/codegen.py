@@ -6,7 +6,8 @@ Program shape (all RAM addresses absolute, from `layout`):
   _nn_infer::   per dense layer a neuron loop; per group of 8 inputs it fetches the
                 weight-plane bytes, calls the layer's kernel, then combines the plane
                 sums, rounds, shifts, clamps and stores the output byte
-  kernels       8 inputs unrolled: idxm load, then per plane `t0sn wb, #i / add / addc`
+  kernels       8 inputs unrolled: idxm load (or, for a streamed input with --opt speed,
+                a call to _nn_read_input), then per plane `t0sn wb, #i / add / addc`
   tables        weights and per-neuron constants as `ret #k` words behind `pcadd a`
   _nn_read_input (--harness): the input as a `ret #k` table; real firmware supplies
                 its own routine with the same contract (index in A, byte in A)
@@ -28,8 +29,10 @@ Z, C = 0, 1
 
 
 class Codegen:
-    def __init__(self, graph, core_name: str, core, part: str, ram_bytes: int, harness: bool):
+    def __init__(self, graph, core_name: str, core, part: str, ram_bytes: int, harness: bool,
+                 opt: str = "size"):
         self.graph, self.core_name, self.part = graph, core_name, part
+        self.opt = opt
         self.asm = Asm(core)
         self.harness = harness
         self.ram_bytes = ram_bytes
@@ -110,7 +113,7 @@ class Codegen:
             in_users = [order_pos[u] for u in g.users(inp)]
             if attempt == "ram":
                 intervals[inp] = (first, max(in_users), k_in)
-            else:
+            elif self.opt == "size":
                 intervals["stage"] = (first, first, GROUP)
             place_vectors(trial, intervals)
             try:
@@ -205,7 +208,7 @@ class Codegen:
         lo = self.graph.type(self.input_name).lo
         if lo:
             self.op(f"add a, #{h((-lo) & 0xFF)}", "to offset binary")
-        self.op(f"inc {self.r('inidx')}")
+        self.op(f"inc {self.r('inidx')}", "also clears C")
 
     def emit_load_input(self) -> None:
         base, size = self.layout.vectors[self.input_name]
@@ -313,32 +316,20 @@ class Codegen:
 
     def emit_group(self, p: DensePlan, fetch: str, streamed: bool, count: int) -> None:
         """Plane sums over the next `count` (<= 8) inputs."""
-        if streamed:
+        direct = streamed and self.opt == "speed"
+        if streamed and not direct:
             self.emit_stage()
         for k in range(p.planes.count):
             self.fetch_to(fetch, "wb", k)
-        self.kernels.add((p.planes.count, p.pb_raw, count))
-        self.op(f"call kernel_{p.planes.count}_{p.pb_raw}_{count}")
+        key = (p.planes.count, p.pb_raw, count, direct)
+        self.kernels.add(key)
+        self.op(f"call {self.kernel_label(*key)}")
 
     def fetch_to(self, table: str, reg: str, byte: int) -> None:
         self.op(f"mov a, {self.r('widx')}")
         self.op(f"call {table}")
         self.op(f"mov {self.r(reg, byte)}, a")
         self.op(f"inc {self.r('widx')}")
-
-    def emit_stage(self) -> None:
-        """Copy the next 8 input bytes into the staging buffer; point the kernel at it."""
-        base, _ = self.layout.vectors["stage"]
-        self.movi("ptr", base)
-        self.movi("tmp", GROUP)
-        loop = self.fresh("stage")
-        self.asm.label(loop)
-        self.read_input()
-        self.op(f"idxm {self.r('ptr')}, a")
-        self.op(f"inc {self.r('ptr')}")
-        self.op(f"dzsn {self.r('tmp')}")
-        self.op(f"goto {loop}")
-        self.movi("ptr", base)
 
     def emit_input_sum(self, p: DensePlan, streamed: bool, x_base) -> None:
         """u = offset * (sum of the layer's input bytes): the weights' constant term, the
@@ -364,13 +355,36 @@ class Codegen:
         self.op(f"goto {loop}")
         self.muladd("u", p.acc_bytes, "acc", p.acc_bytes, p.planes.offset)
 
-    def emit_kernel(self, planes: int, pb: int, count: int) -> None:
+    def emit_stage(self) -> None:
+        """Copy the next 8 input bytes into the staging buffer; point the kernel at it.
+        (--opt size: one shared RAM kernel; --opt speed reads inputs inside the kernel.)"""
+        base, _ = self.layout.vectors["stage"]
+        self.movi("ptr", base)
+        self.movi("tmp", GROUP)
+        loop = self.fresh("stage")
+        self.asm.label(loop)
+        self.read_input()
+        self.op(f"idxm {self.r('ptr')}, a")
+        self.op(f"inc {self.r('ptr')}")
+        self.op(f"dzsn {self.r('tmp')}")
+        self.op(f"goto {loop}")
+        self.movi("ptr", base)
+
+    @staticmethod
+    def kernel_label(planes: int, pb: int, count: int, streamed: bool) -> str:
+        return f"kernel_{'s' if streamed else 'm'}{planes}_{pb}_{count}"
+
+    def emit_kernel(self, planes: int, pb: int, count: int, streamed: bool) -> None:
         a = self.asm
-        a.label(f"kernel_{planes}_{pb}_{count}",
-                f"{count} inputs at [ptr], {planes} planes, {8 * pb}-bit sums")
+        source = "from _nn_read_input" if streamed else "at [ptr]"
+        a.label(self.kernel_label(planes, pb, count, streamed),
+                f"{count} inputs {source}, {planes} planes, {8 * pb}-bit sums")
         for i in range(count):
-            self.op(f"idxm a, {self.r('ptr')}", f"input {i}")
-            self.op(f"inc {self.r('ptr')}", "also clears C")
+            if streamed:
+                self.read_input()      # ends with inc inidx, which clears C
+            else:
+                self.op(f"idxm a, {self.r('ptr')}", f"input {i}")
+                self.op(f"inc {self.r('ptr')}", "also clears C")
             for k in range(planes):
                 self.op(f"t0sn {self.r('wb', k)}, #{i}")
                 self.op(f"add {self.r(f'p{k}')}, a")
@@ -397,13 +411,19 @@ class Codegen:
                     self.op(f"slc {self.r(src, b)}")
 
     def emit_combine(self, p: DensePlan) -> None:
+        """acc = constant + sum_k coef_k * P_k + offset * U; negative terms first, so the
+        partial sums never leave the range the accumulator was sized for."""
         self.asm.comment("acc = constant + sum_k coef_k * P_k + offset * U")
-        for k, coef in enumerate(p.planes.coefs):
-            self.muladd("acc", p.acc_bytes, f"p{k}", p.pb[k], coef)
-        if p.planes.offset:      # + offset * U, precomputed for the layer
-            for b in range(p.acc_bytes):
-                self.op(f"mov a, {self.r('u', b)}")
-                self.op(f"{'add' if b == 0 else 'addc'} {self.r('acc', b)}, a")
+        terms = [(coef, k) for k, coef in enumerate(p.planes.coefs)]
+        if p.planes.offset:
+            terms.append((p.planes.offset, "u"))
+        for coef, k in sorted(terms, key=lambda t: t[0] > 0):
+            if k == "u":        # offset * U, precomputed for the layer
+                for b in range(p.acc_bytes):
+                    self.op(f"mov a, {self.r('u', b)}")
+                    self.op(f"{'add' if b == 0 else 'addc'} {self.r('acc', b)}, a")
+            else:
+                self.muladd("acc", p.acc_bytes, f"p{k}", p.pb[k], coef)
 
     def emit_requant(self, p: DensePlan) -> None:
         n, s = p.acc_bytes, p.shift

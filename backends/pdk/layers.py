@@ -26,7 +26,8 @@ def unsigned_bytes(maximum: int) -> int:
 
 
 def signed_bytes(bound: int) -> int:
-    return (int(bound).bit_length() + 1 + 7) // 8
+    """Bytes of a two's complement value in [-bound - 1, bound]."""
+    return (max(int(bound), 0).bit_length() + 1 + 7) // 8
 
 
 @dataclass
@@ -96,10 +97,15 @@ def plan_dense(graph, name: str, where: str) -> DensePlan:
     span = yt.hi - yt.lo
     clamp_low = a["lo"] is not None and bool((q_lo < 0).any())
     clamp_high = span if a["hi"] is not None and bool((q_hi > span).any()) else None
-    bound = int(np.abs(consts).max() + (np.abs(np.array(planes.coefs))[:, None] * pmax).sum(axis=0).max()
-                if planes.count else np.abs(consts).max())
-    bound += abs(planes.offset) * u_max + (1 << shift)
-    acc_bytes = signed_bytes(bound)
+    # The combine adds the negative terms first, then the positive ones: the partial
+    # sums fall from the constant to at least `neg`, then rise monotonically to t, whose
+    # proven range interval analysis gives.
+    coefs = np.array(planes.coefs, np.int64).reshape(-1, 1)
+    neg = consts + (np.minimum(coefs, 0) * pmax).sum(axis=0) + min(planes.offset, 0) * u_max
+    top = max(int((t_hi - yt.lo * (1 << shift)).max()), int(consts.max())) + (1 << shift)
+    if planes.offset:   # u = offset * U is computed in acc by shifting U up
+        top = max(top, u_max << max(abs(planes.offset).bit_length() - 1, 0))
+    acc_bytes = max(signed_bytes(-int(neg.min()) - 1), signed_bytes(top), 1)
     groups = -(-k // GROUP)
     plane_bytes = pack_groups(planes.bits, GROUP).reshape(n, -1) if planes.count else \
         np.zeros((n, 0), np.int64)

@@ -102,3 +102,22 @@ def test_standalone_elementwise_ops_are_refused_by_name():
     }""")
     with pytest.raises(TinyccError, match=r"%y = requant"):
         tinycc_nn.compile(g, "pms150c")
+
+
+@pytest.mark.parametrize("opt", ["size", "speed"])
+def test_streamed_input_both_ways(opt):
+    # 48 inputs do not fit a PMS150C's RAM beside the rest: the first layer streams them,
+    # staged through RAM (size) or read inside the kernel (speed)
+    rng = np.random.default_rng(21)
+    m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (48, 12), "pm2"), -1, rng.integers(-99, 99, 12),
+                             True, -1, "uint8"),
+                   qdq.Layer(qdq.random_weights(rng, (12, 10), "int4"), -3, None, False, -2)],
+                  48, in_exp=-6, in_dtype="int8", argmax=True)
+    model = qdq.build(m)
+    x = qdq.random_inputs(rng, m, 5)
+    art = tinycc_nn.compile(model, "pms150c", opt=opt)
+    assert art.report["input"] == "streamed"
+    outs = art.run(x)
+    for (name, got), want in zip(outs.items(), qdq.ort_run(model, x)):
+        assert np.array_equal(got.reshape(5, -1), want.reshape(5, -1)), name
+    assert ("stage_" in art.files["model.asm"]) == (opt == "size")
