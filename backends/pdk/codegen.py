@@ -117,8 +117,10 @@ class Codegen:
                 intervals["stage"] = (first, first, GROUP)
             place_vectors(trial, intervals)
             try:
-                # the caller's call plus one nested call (kernel, table, input routine)
-                place_stack(trial, depth=2, part=self.part)
+                # the caller's call plus one nested call (kernel, table, input routine);
+                # a kernel that reads a streamed input calls one level deeper
+                deep = attempt == "stream" and self.opt == "speed"
+                place_stack(trial, depth=3 if deep else 2, part=self.part)
             except TinyccError:
                 if attempt == "stream":
                     raise
