@@ -216,9 +216,13 @@ class Codegen:
         base, size = self.layout.vectors[self.input_name]
         self.asm.comment(f"load the {size}-byte input into RAM at {h(base)}")
         self.op(f"clear {self.r('inidx')}")
+        self.copy_input(base, size, "load")
+
+    def copy_input(self, base: int, count: int, what: str) -> None:
+        """The next `count` input bytes into RAM from `base` (ptr ends past them)."""
         self.movi("ptr", base)
-        self.movi("tmp", size)
-        loop = self.fresh("load")
+        self.movi("tmp", count)
+        loop = self.fresh(what)
         self.asm.label(loop)
         self.read_input()
         self.op(f"idxm {self.r('ptr')}, a")
@@ -361,15 +365,7 @@ class Codegen:
         """Copy the next 8 input bytes into the staging buffer; point the kernel at it.
         (--opt size: one shared RAM kernel; --opt speed reads inputs inside the kernel.)"""
         base, _ = self.layout.vectors["stage"]
-        self.movi("ptr", base)
-        self.movi("tmp", GROUP)
-        loop = self.fresh("stage")
-        self.asm.label(loop)
-        self.read_input()
-        self.op(f"idxm {self.r('ptr')}, a")
-        self.op(f"inc {self.r('ptr')}")
-        self.op(f"dzsn {self.r('tmp')}")
-        self.op(f"goto {loop}")
+        self.copy_input(base, GROUP, "stage")
         self.movi("ptr", base)
 
     @staticmethod
