@@ -187,9 +187,6 @@ def test_compile_of_an_invalid_tir_reports_verify_error(tmp_path):
         tinycc_nn.compile(bad, "python")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: string literals are decoded with json.loads inside the lark "
-                   "Transformer, so an escape JSON does not know (\\q) or a raw tab raises lark's "
-                   "VisitError: the CLI reports an internal error (exit 3) instead of file:line:col")
 @pytest.mark.parametrize("literal", ['"a\\qb"', '"tab\there"'], ids=["bad-escape", "raw-tab"])
 def test_bad_string_literal_is_a_parse_error(tmp_path, capsys, literal):
     text = 'graph @g {\n  %x = input() {name = ' + literal + '} : u8[1] 0..255\n}\n'

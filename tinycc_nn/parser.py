@@ -23,6 +23,12 @@ def _parser() -> lark.Lark:
     return lark.Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True)
 
 
+class _BadLiteral(Exception):
+    def __init__(self, token, msg):
+        super().__init__(msg)
+        self.token, self.msg = token, msg
+
+
 class _Values(lark.Transformer):
     def int(self, t):
         return int(t[0])
@@ -31,7 +37,10 @@ class _Values(lark.Transformer):
         return float(t[0])
 
     def string(self, t):
-        return json.loads(t[0])
+        try:
+            return json.loads(t[0])
+        except ValueError as e:
+            raise _BadLiteral(t[0], f"bad string literal ({e.msg.lower()})") from None
 
     def true(self, _):
         return True
@@ -67,7 +76,13 @@ def parse(text: str, filename: str = "<tir>") -> Graph:
             tok = getattr(e, "token", None)
             msg = f"unexpected '{tok}'" if tok is not None else "unexpected character"
         raise _caret(text, filename, line, col, msg) from None
-    tree = _Values().transform(tree)
+    try:
+        tree = _Values().transform(tree)
+    except lark.exceptions.VisitError as e:
+        if isinstance(e.orig_exc, _BadLiteral):
+            tok = e.orig_exc.token
+            raise _caret(text, filename, tok.line, tok.column, e.orig_exc.msg) from None
+        raise
     graph = Graph(str(tree.children[0])[1:])
     for stmt in tree.children[1:]:
         _add_stmt(graph, stmt, text, filename)

@@ -106,19 +106,20 @@ def _rnd_for(mult, cons):
 
 def _mult_interval(cons):
     """All mult satisfying every lower/upper pair: mult*(e_j - f_i) <= c_j - d_i."""
-    d, f, c, e = (np.array(x, dtype=object) for x in cons)
     m_lo, m_hi = 1, MAX_MULT - 1
-    if not len(d) or not len(c):
+    if not cons[0] or not cons[2]:
         return m_lo, m_hi
+    small = max(abs(v) for x in cons for v in x) < 1 << 60
+    d, f, c, e = (np.array(x, dtype=np.int64 if small else object) for x in cons)
     span = e[None, :] - f[:, None]
     room = c[None, :] - d[:, None]
     pos, neg, zero = span > 0, span < 0, span == 0
     if (room[zero] < 0).any():
         return 1, 0
-    if pos.any():
-        m_hi = min(m_hi, min(r // s for r, s in zip(room[pos], span[pos])))
+    if pos.any():        # floor division rounds toward -inf, as the bounds need
+        m_hi = min(m_hi, int((room[pos] // span[pos]).min()))
     if neg.any():
-        m_lo = max(m_lo, max(-((-r) // s) for r, s in zip(room[neg], span[neg])))
+        m_lo = max(m_lo, int((-((-room[neg]) // span[neg])).max()))
     return m_lo, m_hi
 
 
