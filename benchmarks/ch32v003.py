@@ -207,7 +207,9 @@ def markdown(rows, emulated: int) -> str:
                 f"{rep['ram_stack']}) | " + (f"{g['ram']} |" if gi else "- |"),
                 f"| instructions / inference | {r['instr']:,.0f} | " + (f"{g['instr']:,.0f} |" if gi else "- |"),
                 f"| cycles / inference (est.) | {r['cycles']:,.0f} | " + (f"{g['cycles']:,.0f} |" if gi else "- |")]
-        out.append("")
+        out += ["", f"Worst case from the compile report (a random input over the whole input range, "
+                f"so no group of zero inputs to skip): {rep['instructions_per_inference']:,} instructions, "
+                f"{rep['cycles_per_inference']:,} cycles.", ""]
         if gi:
             out.append(f"Instruction ratio tinycc-nn / generic loop: **{r['instr'] / g['instr']:.3f}** "
                        f"(cycles {r['cycles'] / g['cycles']:.3f}); the generic loop's outputs equal ours "
