@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ...backend import Backend, Program
-from ...errors import DoesNotFit, TinyccError
+from ...errors import TinyccError
 from . import firmware
 from .codegen import generate
 from .csource import SIZEOF
@@ -113,13 +113,12 @@ class Ch32v003Backend(Backend):
         in_bytes = graph.type(graph.inputs()[0]).size * SIZEOF[cm.input_ctype]
         out_bytes = cm.output_size * SIZEOF[cm.output_ctype]
         note = None
-        try:
-            firmware.check_static(cm, in_bytes, out_bytes)
-        except DoesNotFit:
+        if firmware.static_ram(cm, in_bytes, out_bytes) > firmware.RAM:
             # the lookup tables take 512 bytes of RAM; the bit-serial kernel takes none
-            cm = generate(graph, **settings, tables=False)
-            firmware.check_static(cm, in_bytes, out_bytes)
-            note = "bit-serial kernels: the 512-byte lookup tables do not fit in RAM"
+            lean = generate(graph, **settings, tables=False)
+            if firmware.static_ram(lean, in_bytes, out_bytes) <= firmware.RAM:
+                cm, note = lean, "bit-serial kernels: the 512-byte lookup tables do not fit in RAM"
+        firmware.check_static(cm, in_bytes, out_bytes)
         files = {"model.c": cm.model_c, "model.h": cm.model_h}
         report = {"rom_used": None, "ram_used": None, "cycles_per_inference": None,
                   "instructions_per_inference": None, "arena_bytes": cm.arena_bytes,

@@ -60,9 +60,14 @@ def does_not_fit(flash: int, ram: int, sizes: list, what: str = "") -> DoesNotFi
                       f"of RAM ({RAM} available){what}; biggest: {_consumers(sizes)}")
 
 
+def static_ram(cmodel, input_bytes: int, output_bytes: int) -> int:
+    """RAM for the arena and the caller's input and output buffers (no stack)."""
+    return cmodel.arena_bytes + input_bytes + output_bytes
+
+
 def check_static(cmodel, input_bytes: int, output_bytes: int) -> None:
     """Refuse before compiling when the constant data or the buffers alone are too big."""
-    ram = cmodel.arena_bytes + input_bytes + output_bytes
+    ram = static_ram(cmodel, input_bytes, output_bytes)
     flash = sum(cmodel.flash_arrays.values())
     if flash > FLASH or ram > RAM:
         sizes = sorted([(b, n, "flash") for n, b in cmodel.flash_arrays.items()]
