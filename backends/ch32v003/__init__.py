@@ -115,9 +115,9 @@ class Ch32v003Backend(Backend):
         note = None
         if firmware.static_ram(cm, in_bytes, out_bytes) > firmware.RAM:
             # the lookup tables take 512 bytes of RAM; the bit-serial kernel takes none
-            lean = generate(graph, **settings, tables=False)
-            if firmware.static_ram(lean, in_bytes, out_bytes) <= firmware.RAM:
-                cm, note = lean, "bit-serial kernels: the 512-byte lookup tables do not fit in RAM"
+            # (if it does not fit either, DoesNotFit gives its smaller needs)
+            cm = generate(graph, **settings, tables=False)
+            note = "bit-serial kernels: the 512-byte lookup tables do not fit in RAM"
         firmware.check_static(cm, in_bytes, out_bytes)
         files = {"model.c": cm.model_c, "model.h": cm.model_h}
         report = {"rom_used": None, "ram_used": None, "cycles_per_inference": None,
