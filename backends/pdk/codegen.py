@@ -87,15 +87,18 @@ class Codegen:
         if lay.top > 16:
             raise TinyccError(f"{self.part}: {lay.top} bytes of bit-tested registers, more than 16")
         lay.reg("ptr", 2, align=2)
-        lay.reg("optr", 2, align=2)
+        lay.reg("oidx", 1)        # output address; stores go through ptr (free by then)
         for k in range(planes):
             lay.reg(f"p{k}", max((p.pb[k] for p in plans if k < p.planes.count), default=1))
         if any(p.planes.offset for p in plans):
             lay.reg("u", max(p.acc_bytes for p in plans if p.planes.offset))
-        for name in ("ncnt", "gcnt", "widx", "seg", "segcnt", "inidx", "tmp"):
+        names = ["ncnt", "gcnt", "widx", "inidx", "tmp"]
+        if any(p.n > p.per_segment for p in plans):    # a layer spans several tables
+            names += ["seg", "segcnt"]
+        for name in names:
             lay.reg(name, 1)
         # argmax runs after the last layer: it borrows the layer loop's registers
-        lay.regs["best"], lay.regs["besti"] = lay.regs["widx"], lay.regs["segcnt"]
+        lay.regs["best"], lay.regs["besti"] = lay.regs["widx"], lay.regs["inidx"]
         # the input stays in RAM when it fits with everything else; else it is streamed
         self.input_in_ram = False
         order_pos = {n: i for i, n in enumerate(order)}
@@ -250,7 +253,7 @@ class Codegen:
                   f"shift {p.shift} ({p.rounding})")
         out_base, _ = self.layout.vectors[p.name]
         x_base = None if streamed else self.layout.vectors[p.x][0]
-        self.movi("optr", out_base, comment="output pointer")
+        self.movi("oidx", out_base, comment="output address")
         if p.planes.offset:
             self.emit_input_sum(p, streamed, x_base)
         nseg = -(-p.n // p.per_segment)
@@ -486,9 +489,11 @@ class Codegen:
             self.op(f"mov {self.r('acc', 0)}, a")
             self.asm.label(ok)
         for b in range(p.out_bytes):
+            self.op(f"mov a, {self.r('oidx')}")
+            self.op(f"mov {self.r('ptr')}, a")
             self.op(f"mov a, {self.r('acc', b)}")
-            self.op(f"idxm {self.r('optr')}, a")
-            self.op(f"inc {self.r('optr')}")
+            self.op(f"idxm {self.r('ptr')}, a", "store")
+            self.op(f"inc {self.r('oidx')}")
 
     def emit_argmax(self, name: str) -> None:
         g = self.graph
