@@ -54,6 +54,9 @@ class Codegen:
         return h(self.layout.addr(name, byte))
 
     def movi(self, reg, value, byte=0, comment=""):
+        if value & 0xFF == 0:
+            self.op(f"clear {self.r(reg, byte)}", comment)
+            return
         self.op(f"mov a, #{h(value & 0xFF)}", comment)
         self.op(f"mov {self.r(reg, byte)}, a")
 
