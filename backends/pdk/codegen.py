@@ -248,7 +248,6 @@ class Codegen:
                 self.op(f"addc {self.r(reg, b)}")
 
     def emit_dense(self, p: DensePlan) -> None:
-        g = self.graph
         a = self.asm
         streamed = p.x == self.input_name and not self.input_in_ram
         a.comment(f"dense %{p.name}: {p.k} -> {p.n}, {p.planes.count} weight planes "

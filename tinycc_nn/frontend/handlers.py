@@ -8,9 +8,9 @@ from onnx.reference import ReferenceEvaluator
 from ..errors import TinyccError
 from ..ir import channel_range
 from . import linear
-from .values import Act, Const, per_element
+from .values import DATA_MOVEMENT
+from .values import QDTYPES, Act, Const, per_element
 
-QDTYPES = {"int8", "uint8", "int16", "uint16", "int4", "uint4"}
 ONNX_QDTYPE = {3: "int8", 2: "uint8", 5: "int16", 4: "uint16", 22: "int4", 21: "uint4"}
 
 
@@ -291,6 +291,5 @@ HANDLERS = {
     "Clip": clip,
     "Cast": cast,
     "ArgMax": argmax,
-    **{op: data_movement for op in ("Identity", "Reshape", "Flatten", "Transpose",
-                                    "Squeeze", "Unsqueeze", "Dropout")},
+    **{op: data_movement for op in DATA_MOVEMENT},
 }

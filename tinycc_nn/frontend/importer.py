@@ -9,12 +9,9 @@ from onnx.reference import ReferenceEvaluator
 from .. import hostio
 from ..errors import TinyccError
 from ..ir import Graph, TensorType, channel_range, identifier, infer_type
-from . import linear
 from .fit import FitError, fit_requant
-from .values import Act, Const, per_element
+from .values import DATA_MOVEMENT, QDTYPES, Act, Const
 
-DATA_MOVEMENT = {"Identity", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Dropout"}
-QDTYPES = {"int8", "uint8", "int16", "uint16", "int4", "uint4"}
 
 
 def dtype_name(elem_type: int) -> str:

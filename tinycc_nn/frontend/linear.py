@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import TinyccError
-from ..ir import TensorType, channel_range
+from ..ir import channel_range
 from .values import Act, Const, is_pow2
 
 EXACT_LIMIT = 1 << 24
@@ -139,8 +139,3 @@ def gemm_like_shape(x: Act, k: int, where: str, column: bool) -> np.ndarray:
         raise TinyccError(f"{where}: activation of shape {list(shape)} is not a single vector of "
                           f"{k} (only batch size 1 per inference is compiled)")
     return x.index.reshape(k)
-
-
-def require_type_fits(t: TensorType, where: str) -> None:
-    if t.bits > 62:
-        raise TinyccError(f"{where}: values need {t.bits} bits")

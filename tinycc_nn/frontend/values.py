@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+QDTYPES = {"int8", "uint8", "int16", "uint16", "int4", "uint4"}   # integer tensor types
+DATA_MOVEMENT = {"Identity", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Dropout"}
+
 
 @dataclass
 class Const:
