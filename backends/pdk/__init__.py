@@ -8,6 +8,8 @@ patching the harness's `ret #k` input table instead of re-assembling.
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from tinycc_nn.backend import Backend, Program
@@ -75,11 +77,18 @@ class PdkBackend(Backend):
                                "(one more kernel, no staging copies)"),
                "harness": (True, "add the reset stub and the ROM input table (simulator build)")}
 
-    def emit(self, graph, options):
+    def codegen(self, graph, options, stop_after=None) -> Codegen:
         spec = PARTS[self.part]
         gen = Codegen(graph, self.core, CORES[self.core], spec.name, spec.ram_bytes,
                       harness=bool(options.get("harness", True)), opt=options.get("opt", "size"))
-        source = gen.emit()
+        gen.stop_after = stop_after
+        gen.source = gen.emit()
+        return gen
+
+    def emit(self, graph, options):
+        spec = PARTS[self.part]
+        gen = self.codegen(graph, options)
+        source = gen.source
         lay = gen.layout
         words = gen.asm.section_words
         harness_words = words.get("harness", 0)
@@ -115,11 +124,27 @@ class PdkBackend(Backend):
         artifact.meta, artifact.assembly = meta, assembly
         if assembly is not None and artifact.files.get("model.ihx") and \
                 bool(artifact.options.get("harness", True)):
-            size = artifact.graph.type(artifact.graph.inputs()[0]).size
-            res = PdkProgram(artifact, self).run_one(np.zeros(size, np.int64))
+            zeros = np.zeros(artifact.graph.type(artifact.graph.inputs()[0]).size, np.int64)
+            res = PdkProgram(artifact, self).run_one(zeros)
             artifact.report["cycles_per_inference"] = res.cycles
             artifact.report["instructions_per_inference"] = res.instructions
             artifact.report["stack_high_water"] = res.max_sp
+            artifact.report["cycles_per_layer"] = self.cycles_per_layer(artifact, zeros, res.cycles)
+
+    def cycles_per_layer(self, artifact, x, total) -> dict:
+        """Cycles of each layer on input x: the same program halted after each layer in
+        turn (the kernels' skips depend on the weights only, so this is the typical cost)."""
+        g = artifact.graph
+        layers = [n for n in g.order() if g.op(n) in ("dense", "argmax")]
+        out, before = {}, 0
+        for n in layers[:-1]:
+            gen = self.codegen(g, artifact.options, stop_after=n)
+            probe = SimpleNamespace(graph=g, meta=artifact.meta,
+                                    assembly=sdas.assemble(gen.source, self.core))
+            cycles = PdkProgram(probe, self).run_one(x).cycles
+            out[n], before = cycles - before, cycles
+        out[layers[-1]] = total - before
+        return out
 
     def load(self, artifact):
         if getattr(artifact, "assembly", None) is None:

@@ -33,6 +33,7 @@ class Codegen:
                  opt: str = "size"):
         self.graph, self.core_name, self.part = graph, core_name, part
         self.opt = opt
+        self.stop_after = None    # set to a layer name to measure the program up to it
         self.asm = Asm(core)
         self.harness = harness
         self.ram_bytes = ram_bytes
@@ -174,6 +175,8 @@ class Codegen:
                 a.section(n)
                 self.emit_argmax(n)
                 result = n
+            if n == self.stop_after:      # a measuring build: halt once this layer is done
+                self.op("stopsys")
         a.section("nn_infer")
         if result is None:
             self.op("mov a, #0x00")

@@ -72,6 +72,10 @@ def test_reference_shape_fits_the_pms150c_and_streams_its_input():
     assert r["rom_used"] + r["rom_harness"] <= r["rom_capacity"]
     assert r["ram_used"] <= 64 and r["stack_high_water"] <= r["ram_used"]
     assert "model.ihx" in art.files and art.files["model.asm"].count("ret #") >= 424
+    per_layer = r["cycles_per_layer"]
+    assert list(per_layer) == ["l0_mm", "l1_mm", "l2_mm", "l3_mm", "class"]
+    assert sum(per_layer.values()) == r["cycles_per_inference"]
+    assert min(per_layer.values()) > 0
 
 
 def test_a_model_too_big_fails_with_the_numbers():
