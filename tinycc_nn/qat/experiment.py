@@ -130,7 +130,7 @@ def write_readme(out_dir, title: str, intro: str, command: str, exp: Experiment,
         f"Network {widths}, weights {schemes}, bias {'yes' if exp.bias else 'no'}, "
         f"inputs {_uint(exp.input_bits)}, hidden activations {_uint(exp.act_bits)}, logits int8.",
         f"Packed weights: {results['weight_bytes']} bytes. Training took {results['train_seconds']} s "
-        "on 1 CPU thread.", "",
+        f"on {torch.get_num_threads()} CPU thread(s).", "",
         "Accuracy on the full 10,000-image MNIST test set:", "",
         "| model | accuracy |", "|---|---|",
         f"| torch fp32 twin (same widths, unquantized) | {_pct(results['fp32_accuracy'])} |",
