@@ -43,7 +43,8 @@ from tinycc_nn.reference import onnxruntime_outputs  # noqa: E402
 from tinycc_nn.verify import compare  # noqa: E402
 
 # name, image size, and the shape and weight values of the random stand-in if it is missing
-EXAMPLES = (("mnist16x16", 16, [256, 64, 64, 64, 10], "odd4"), ("mnist8x8", 8, [64, 24, 16, 10], "pm2"))
+EXAMPLES = (("mnist16x16", 16, [256, 64, 64, 64, 10], "odd4"), ("mnist8x8", 8, [64, 24, 16, 10], "pm2"),
+            ("mnist8x8_ref", 8, [64, 16, 16, 16, 10], "pm2"))
 GENERIC_C = Path(__file__).with_name("ch32v003_generic_loop.c")
 RESULTS = Path(__file__).with_name("results") / "ch32v003.md"
 
