@@ -73,8 +73,8 @@ class PdkBackend(Backend):
     rom_unit = "words"
     has_multiply = False
     input_in_ram = False
-    options = {"opt": ("size", "size|speed: speed reads a streamed input inside the kernel "
-                               "(one more kernel, no staging copies)"),
+    options = {"opt": ("size", "size|speed: speed inlines the kernel in every layer's loop and "
+                               "gives each layer its own finish with the shift unrolled"),
                "harness": (True, "add the reset stub and the ROM input table (simulator build)")}
 
     def codegen(self, graph, options, stop_after=None) -> Codegen:
@@ -104,7 +104,7 @@ class PdkBackend(Backend):
         for name, plan in gen.plans.items():
             base, _ = lay.vectors[name]
             vectors[name] = (base, plan.out_bytes, plan.out_lo, plan.n)
-        meta = {"vectors": vectors, "stack_end": lay.stack[0] + lay.stack[1]}
+        meta = {"vectors": vectors, "stack_end": lay.stack_end}
         report = {"rom_used": model_words, "rom_harness": harness_words,
                   "rom_capacity": spec.usable_rom_words, "ram_used": lay.used,
                   "ram_capacity": spec.ram_bytes, "ram_breakdown": lay.breakdown(),

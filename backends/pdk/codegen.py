@@ -3,11 +3,14 @@
 Program shape (all RAM addresses absolute, from `layout`):
 
   reset stub (--harness): set SP, call _nn_infer, stopsys
-  _nn_infer::   per dense layer a neuron loop; per group of 8 inputs it fetches the
-                weight-plane bytes, calls the layer's kernel, then combines the plane
-                sums, rounds, shifts, clamps and stores the output byte
-  kernels       8 inputs unrolled: idxm load (or, for a streamed input with --opt speed,
-                a call to _nn_read_input), then per plane `t0sn wb, #i / add / addc`
+  _nn_infer::   per dense layer: u = constant + offset * (sum of its inputs), then a
+                neuron loop; per group of inputs it fetches the packed weight-plane
+                byte(s) into `wb` and calls the kernel; then the finish routine
+  kernels       one group unrolled: the input byte (idxm from RAM, or for a streamed
+                input a call to _nn_read_input), then per plane `t0sn wb, #bit / add / addc`
+  finish        acc = P0 + u + sum_k coef_k * P_k, shifted right (count in A with
+                --opt size; unrolled per layer with --opt speed), tie-corrected,
+                clamped and stored; layers that differ only in the shift share it
   tables        weights and per-neuron constants as `ret #k` words behind `pcadd a`
   _nn_read_input (--harness): the input as a `ret #k` table; real firmware supplies
                 its own routine with the same contract (index in A, byte in A)
@@ -15,14 +18,16 @@ Program shape (all RAM addresses absolute, from `layout`):
 The kernel keeps the carry flag clear between planes: `inc` of the input pointer
 clears it, a skipped `add` leaves it clear, and an executed `add`/`addc` chain
 ends clear because interval analysis sized the plane sums not to overflow.
+Loops end on an address compare (`ceqsn a, #end`), so no RAM goes to counters.
 """
 from __future__ import annotations
 
 from tinycc_nn.errors import TinyccError
 
 from .asm import Asm, h
-from .layers import GROUP, DensePlan, plan_dense
+from .layers import DensePlan, plan_dense
 from .layout import Layout, place_stack, place_vectors
+from .planes import bit_of
 
 FLAG, SP = 0x00, 0x02
 Z, C = 0, 1
@@ -37,11 +42,14 @@ class Codegen:
         self.asm = Asm(core)
         self.harness = harness
         self.ram_bytes = ram_bytes
+        self.bit_reach = 16 if core_name == "pdk13" else 64
         self.labels = 0
         self.plans = {}
         self.kernels = set()
+        self.usums = set()
         self.finishers = {}       # finish_key -> (label, a plan with that key)
         self.tables = []          # (label, bytes)
+        self.dispatchers = []     # (label, table labels) for layers spanning several tables
 
     # helpers -------------------------------------------------------------------------
     def fresh(self, base: str) -> str:
@@ -54,12 +62,18 @@ class Codegen:
     def r(self, name, byte=0) -> str:
         return h(self.layout.addr(name, byte))
 
+    def seg(self, p: DensePlan) -> str:
+        return h(self.layout.vectors[f"seg@{p.name}"][0])
+
     def movi(self, reg, value, byte=0, comment=""):
         if value & 0xFF == 0:
             self.op(f"clear {self.r(reg, byte)}", comment)
             return
         self.op(f"mov a, #{h(value & 0xFF)}", comment)
         self.op(f"mov {self.r(reg, byte)}, a")
+
+    def streamed(self, p: DensePlan) -> bool:
+        return p.x == self.input_name and not self.input_in_ram
 
     # planning --------------------------------------------------------------------------
     def plan(self) -> None:
@@ -81,53 +95,73 @@ class Codegen:
                     raise TinyccError(f"%{n}: a {self.plans[n].out_bytes}-byte vector feeds "
                                       f"%{user}; the pdk backend chains byte vectors only")
         inp = g.inputs()[0]
+        self.input_name = inp
         if g.type(inp).hi - g.type(inp).lo > 255:
             raise TinyccError(f"input %{inp}: {g.attrs(inp)['qdtype']} values do not fit a byte")
+        if self.input_table_size() > 255:
+            raise TinyccError(f"input %{inp}: {g.type(inp).size} values, more than the 255 a "
+                              "pdk program indexes")
         plans = list(self.plans.values())
-        lay = Layout(self.ram_bytes)
+        # acc is plane 0's register when every layer weighs plane 0 by one
+        self.acc_alias = all(p.planes.count and p.planes.coefs[0] == 1 for p in plans)
+        base = Layout(self.ram_bytes)
+        base.reg("wb", max(p.wbytes for p in plans))
+        acc_bytes = max(p.acc_bytes for p in plans)
         planes = max(p.planes.count for p in plans)
-        lay.reg("wb", planes)
-        lay.reg("acc", max(p.acc_bytes for p in plans))
-        if lay.top > 16:
-            raise TinyccError(f"{self.part}: {lay.top} bytes of bit-tested registers, more than 16")
-        lay.reg("ptr", 2, align=2)
-        lay.reg("oidx", 1)        # output address; stores go through ptr (free by then)
+        if self.acc_alias:
+            base.reg("p0", max(max(p.pb[0], p.acc_bytes) for p in plans))
+            base.regs["acc"] = (base.regs["p0"][0], acc_bytes)
+        else:
+            base.reg("acc", acc_bytes)
+        base.reg("ptr", 2, align=2)
+        if base.top > self.bit_reach:
+            raise TinyccError(f"{self.part}: {base.top} bytes of bit-tested registers, more than "
+                              f"{self.bit_reach}")
         for k in range(planes):
-            lay.reg(f"p{k}", max((p.pb[k] for p in plans if k < p.planes.count), default=1))
-        if any(p.planes.offset for p in plans):
-            lay.reg("u", max(p.acc_bytes for p in plans if p.planes.offset))
-        names = ["ncnt", "gcnt", "widx", "inidx", "tmp"]
-        if any(p.n > p.per_segment for p in plans):    # a layer spans several tables
-            names += ["seg", "segcnt"]
-        for name in names:
-            lay.reg(name, 1)
+            if f"p{k}" not in base.regs:
+                base.reg(f"p{k}", max((p.pb[k] for p in plans if k < p.planes.count), default=1))
+        for name in ("oidx", "widx"):
+            base.reg(name, 1)
+        if any(p.finish_key(False)[-1] for p in plans):
+            base.reg("u", acc_bytes)
         # argmax runs after the last layer: it borrows the layer loop's registers
-        lay.regs["best"], lay.regs["besti"] = lay.regs["widx"], lay.regs["inidx"]
+        base.regs["best"], base.regs["besti"] = base.regs["widx"], base.regs["acc"]
+        base.regs["amax_i"], base.regs["count"] = base.regs["oidx"], base.regs["wb"]
         # the input stays in RAM when it fits with everything else; else it is streamed
         self.input_in_ram = False
         order_pos = {n: i for i, n in enumerate(order)}
         first = order_pos[denses[0]]
-        k_in = g.type(inp).size
         for attempt in ("ram", "stream"):
-            trial = Layout(lay.ram_bytes, dict(lay.regs), {}, (0, 0), lay.top)
+            trial = Layout(base.ram_bytes, dict(base.regs), {}, (0, 0), base.top)
+            if attempt == "ram":
+                trial.reg("inidx", 1)
+            else:
+                trial.regs["inidx"] = (trial.regs["ptr"][0], 1)
+            place_stack(trial, depth=2)     # the caller's call + one level below _nn_infer
             intervals = {}
             for n in denses:
                 users = g.users(n)
                 end = len(order) if any(g.op(u) == "output" for u in users) else \
                     max(order_pos[u] for u in users)
-                pad = self.plans[n].out_bytes * self.plans[n].n
-                intervals[n] = (order_pos[n], end, pad)
-            in_users = [order_pos[u] for u in g.users(inp)]
+                size = self.plans[n].out_bytes * self.plans[n].n
+                reads = [self.plans[u].padded_k for u in users if u in self.plans]
+                intervals[n] = (order_pos[n], end, max([size, *reads]))
+            for n in denses:     # a layer spanning several tables counts them in RAM
+                if self.plans[n].n > self.plans[n].per_segment:    # beside its vectors
+                    intervals[f"seg@{n}"] = (order_pos[n], order_pos[n], 1)
+            readers = [self.plans[u] for u in g.users(inp) if u in self.plans]
             if attempt == "ram":
-                intervals[inp] = (first, max(in_users), k_in)
-            elif self.opt == "size":
-                intervals["stage"] = (first, first, GROUP)
-            place_vectors(trial, intervals)
+                in_users = [order_pos[u] for u in g.users(inp)]
+                size = max([g.type(inp).size, *(p.padded_k for p in readers)])
+                intervals[inp] = (first, max(in_users), size)
+                pinned = {}
+            else:
+                # kernel -> _nn_read_input: one more stack level while the input streams
+                last = max(order_pos[p.name] for p in readers)
+                intervals["stack+"] = (0, last, 2)
+                pinned = {"stack+": 0}
             try:
-                # the caller's call plus one nested call (kernel, table, input routine);
-                # a kernel that reads a streamed input calls one level deeper
-                deep = attempt == "stream" and self.opt == "speed"
-                place_stack(trial, depth=3 if deep else 2, part=self.part)
+                place_vectors(trial, intervals, self.part, pinned)
             except TinyccError:
                 if attempt == "stream":
                     raise
@@ -138,21 +172,25 @@ class Codegen:
         if not self.input_in_ram and any(g.op(u) != "dense" for u in g.users(inp)):
             raise TinyccError(f"input %{inp} is streamed (it does not fit in RAM), so only a "
                               "dense layer may read it")
-        self.input_name = inp
 
     # emission --------------------------------------------------------------------------
     def emit(self) -> str:
         self.plan()
         g, a = self.graph, self.asm
-        a.comment(f"tinycc-nn: @{g.name} for {self.part} ({self.core_name})")
+        a.comment(f"tinycc-nn: @{g.name} for {self.part} ({self.core_name}), --opt {self.opt}")
         a.comment("RAM map (byte addresses):")
-        for name, (base, size) in sorted(self.layout.regs.items(), key=lambda kv: kv[1]):
-            if size and name not in ("best", "besti"):
-                a.comment(f"  {h(base)}..{h(base + size - 1)}  {name}")
-        for name, (base, size) in sorted(self.layout.vectors.items(), key=lambda kv: kv[1]):
-            a.comment(f"  {h(base)}..{h(base + size - 1)}  vector %{name}")
+        shown = {}
+        for name, (base, size) in self.layout.regs.items():
+            shown.setdefault((base, size), []).append(name)
+        for (base, size), names in sorted(shown.items()):
+            if size:
+                a.comment(f"  {h(base)}..{h(base + size - 1)}  {' = '.join(names)}")
         sb, ss = self.layout.stack
         a.comment(f"  {h(sb)}..{h(sb + ss - 1)}  stack ({ss // 2} calls deep)")
+        for name, (base, size) in sorted(self.layout.vectors.items(), key=lambda kv: kv[1]):
+            what = "stack, one call deeper while the input streams" if name == "stack+" \
+                else f"table segment of %{name[4:]}" if name.startswith("seg@") else f"vector %{name}"
+            a.comment(f"  {h(base)}..{h(base + size - 1)}  {what}")
         a.directive(".area CODE (ABS)")
         a.directive(".org 0x0000")
         if self.harness:
@@ -164,6 +202,8 @@ class Codegen:
             self.op("stopsys")
         a.section("nn_infer")
         a.label("_nn_infer:", "returns the class in A (0 without argmax)")
+        self.op(f"clear {self.r('ptr', 1)}", "idxm pointers are 16 bit: high byte 0")
+        self.clear_sums()
         if self.input_in_ram:
             self.emit_load_input()
         result = None
@@ -186,12 +226,26 @@ class Codegen:
         for key in sorted(self.kernels):
             a.section("kernels")
             self.emit_kernel(*key)
+        for key in sorted(self.usums):
+            a.section("input_sums")
+            self.emit_usum(*key)
         for label, plan in self.finishers.values():
             a.section("finish")
-            a.label(label, f"finish a neuron of {', '.join(n for n, q in self.plans.items() if q.finish_key() == plan.finish_key())}")
-            self.emit_combine(plan)
-            self.emit_requant(plan)
-            self.op("ret")
+            users = ", ".join(n for n, q in self.plans.items()
+                              if self.finisher_key(q) == self.finisher_key(plan))
+            a.label(label, f"finish a neuron of {users}")
+            self.emit_finish(plan)
+        for label, targets, seg in self.dispatchers:
+            a.section("tables")
+            a.label(label, "the current segment's table, at index widx")
+            self.op(f"mov a, {seg}")
+            self.op("pcadd a")
+            for t in targets:
+                self.op(f"goto {t}_at")
+            for t in targets:
+                a.label(f"{t}_at")
+                self.op(f"mov a, {self.r('widx')}")
+                self.op(f"goto {t}")
         for label, data in self.tables:
             a.section("tables")
             a.label(label)
@@ -209,11 +263,12 @@ class Codegen:
         return a.render()
 
     def input_table_size(self) -> int:
+        """Input indices the program reads: the streaming kernels read whole groups."""
         k = self.graph.type(self.input_name).size
-        return -(-k // GROUP) * GROUP
+        return max([k, *(p.padded_k for p in self.plans.values() if p.x == self.input_name)])
 
-    def read_input(self, dest_ptr: bool = False) -> None:
-        """A = input byte INIDX (offset binary), INIDX += 1."""
+    def read_input(self) -> None:
+        """A = input byte INIDX (offset binary), INIDX += 1 (which clears C)."""
         self.op(f"mov a, {self.r('inidx')}")
         self.op("call _nn_read_input")
         lo = self.graph.type(self.input_name).lo
@@ -225,42 +280,41 @@ class Codegen:
         base, size = self.layout.vectors[self.input_name]
         self.asm.comment(f"load the {size}-byte input into RAM at {h(base)}")
         self.op(f"clear {self.r('inidx')}")
-        self.copy_input(base, size, "load")
-
-    def copy_input(self, base: int, count: int, what: str) -> None:
-        """The next `count` input bytes into RAM from `base` (ptr ends past them)."""
         self.movi("ptr", base)
-        self.movi("tmp", count)
-        loop = self.fresh(what)
+        self.movi("wb", size)
+        loop = self.fresh("load")
         self.asm.label(loop)
         self.read_input()
         self.op(f"idxm {self.r('ptr')}, a")
         self.op(f"inc {self.r('ptr')}")
-        self.op(f"dzsn {self.r('tmp')}")
+        self.op(f"dzsn {self.r('wb')}")
         self.op(f"goto {loop}")
 
-    def add_to(self, reg: str, nbytes: int, src_nbytes: int = 1, src=None) -> None:
-        """reg += A (src None) or reg += src (multi-byte, unsigned), carries through."""
-        for b in range(nbytes):
-            if src is not None and b < src_nbytes:
-                self.op(f"mov a, {self.r(src, b)}")
-                self.op(f"{'add' if b == 0 else 'addc'} {self.r(reg, b)}, a")
-            elif src is None and b == 0:
-                self.op(f"add {self.r(reg, 0)}, a")
-            else:
-                self.op(f"addc {self.r(reg, b)}")
+    def finisher_key(self, p: DensePlan) -> tuple:
+        return p.finish_key(shift_in_code=self.opt == "speed")
 
     def emit_dense(self, p: DensePlan) -> None:
         a = self.asm
-        streamed = p.x == self.input_name and not self.input_in_ram
+        streamed = self.streamed(p)
         a.comment(f"dense %{p.name}: {p.k} -> {p.n}, {p.planes.count} weight planes "
-                  f"{list(p.planes.coefs)} + {p.planes.offset}, acc {8 * p.acc_bytes} bit, "
-                  f"shift {p.shift} ({p.rounding})")
+                  f"{list(p.planes.coefs)} + {p.planes.offset}, {p.group} inputs per fetch, "
+                  f"acc {8 * p.acc_bytes} bit, shift {p.shift} ({p.rounding})")
         out_base, _ = self.layout.vectors[p.name]
         x_base = None if streamed else self.layout.vectors[p.x][0]
-        self.movi("oidx", out_base, comment="output address")
-        if p.planes.offset:
-            self.emit_input_sum(p, streamed, x_base)
+        key = self.finisher_key(p)
+        if key[-1]:     # u = the uniform constant + offset * U, U the sum of the inputs
+            for b in range(p.acc_bytes):
+                self.movi("u", p.uniform_value >> (8 * b), byte=b,
+                          comment="u = constant" if b == 0 else "")
+            if p.planes.offset:
+                if streamed:
+                    self.op(f"clear {self.r('inidx')}")
+                else:
+                    self.movi("ptr", x_base)
+                self.movi("wb", p.k)
+                ukey = (streamed, p.acc_bytes, p.planes.offset)
+                self.usums.add(ukey)
+                self.op(f"call {self.usum_label(*ukey)}", f"u += {p.planes.offset} * sum of inputs")
         nseg = -(-p.n // p.per_segment)
         labels = []
         for s in range(nseg):
@@ -271,132 +325,137 @@ class Codegen:
         fetch = labels[0]
         if nseg > 1:
             fetch = self.fresh("fetch")
-            self.movi("seg", 1)
-            self.movi("segcnt", p.per_segment)
+            self.dispatchers.append((fetch, labels, self.seg(p)))
+            self.op("mov a, #0x01")
+            self.op(f"mov {self.seg(p)}, a", "table segment")
+        self.movi("oidx", out_base, comment="output address")
         self.movi("widx", 1)
-        self.movi("ncnt", p.n)
         neuron, group = self.fresh("neuron"), self.fresh("group")
-        a.label(neuron)
-        for k in range(p.planes.count):
-            for b in range(self.layout.regs[f"p{k}"][1]):
-                self.op(f"clear {self.r(f'p{k}', b)}")
-        if streamed:
-            self.op(f"clear {self.r('inidx')}")
-        else:
-            self.movi("ptr", x_base)
-        full, rest = divmod(p.k, GROUP)
-        if p.planes.count and full:
-            self.movi("gcnt", full)
+        a.label(neuron)       # the sums start at zero: cleared by the last finish
+        if p.planes.count:
+            if streamed:
+                self.op(f"clear {self.r('inidx')}")
+            else:
+                self.movi("ptr", x_base)
             a.label(group)
-            self.emit_group(p, fetch, streamed, GROUP)
-            self.op(f"dzsn {self.r('gcnt')}")
+            for b in range(p.wbytes):
+                self.fetch_to(fetch, nseg > 1, "wb", b)
+            kkey = (p.planes.count, p.pb_raw, p.group, streamed)
+            if self.opt == "speed":      # the kernel inline: no call and return per group
+                self.kernel_body(*kkey)
+            else:
+                self.kernels.add(kkey)
+                self.op(f"call {self.kernel_label(*kkey)}")
+            if streamed:
+                self.op(f"mov a, {self.r('inidx')}")
+                self.op(f"ceqsn a, #{h(p.padded_k)}", "all groups done?")
+            else:
+                self.op(f"mov a, {self.r('ptr')}")
+                self.op(f"ceqsn a, #{h(x_base + p.padded_k)}", "all groups done?")
             self.op(f"goto {group}")
-        if p.planes.count and rest:
-            self.emit_group(p, fetch, streamed, rest)
-        if p.uniform_const:
+        if not p.uniform_const:      # acc += this neuron's constant, from the table
             for b in range(p.acc_bytes):
-                self.movi("acc", (p.consts[0] >> (8 * b)) & 0xFF, byte=b)
-        else:
-            for b in range(p.acc_bytes):
-                self.fetch_to(fetch, "acc", b)
-        key = p.finish_key()
+                self.fetch_to(fetch, nseg > 1)
+                self.op(f"add {self.r('acc', b)}, a", "+ the neuron's constant")
+                for c in range(b + 1, p.acc_bytes):
+                    self.op(f"addc {self.r('acc', c)}")
         if key not in self.finishers:
             self.finishers[key] = (self.fresh("finish"), p)
-        self.op(f"call {self.finishers[key][0]}", "combine, round, shift, clamp, store")
+        if self.opt != "speed" and p.shift:
+            self.op(f"mov a, #{h(p.shift)}", "shift count")
+        self.op(f"call {self.finishers[key][0]}", "combine, shift, round, clamp, store")
         if nseg > 1:
             same = self.fresh("sameseg")
-            self.op(f"dzsn {self.r('segcnt')}")
+            self.op(f"mov a, {self.r('widx')}")
+            self.op(f"ceqsn a, #{h((1 + p.per_segment * p.rows.shape[1]) & 0xFF)}", "segment done?")
             self.op(f"goto {same}")
-            self.op(f"inc {self.r('seg')}")
-            self.movi("segcnt", p.per_segment)
+            self.op(f"inc {self.seg(p)}")
             self.movi("widx", 1)
             a.label(same)
-        self.op(f"dzsn {self.r('ncnt')}")
+        self.op(f"mov a, {self.r('oidx')}")
+        self.op(f"ceqsn a, #{h(out_base + p.n * p.out_bytes)}", "all neurons done?")
         self.op(f"goto {neuron}")
-        if nseg > 1:
-            end = self.fresh("layer_end")
-            self.op(f"goto {end}")
-            a.label(fetch, "table of the current segment")
-            self.op(f"mov {self.r('tmp')}, a")
-            self.op(f"mov a, {self.r('seg')}")
-            self.op("pcadd a")
-            for label in labels:
-                self.op(f"goto {label}_pre")
-            for label in labels:   # each segment table re-reads the saved index
-                a.label(f"{label}_pre")
-                self.op(f"mov a, {self.r('tmp')}")
-                self.op(f"goto {label}")
-            a.label(end)
 
-    def emit_group(self, p: DensePlan, fetch: str, streamed: bool, count: int) -> None:
-        """Plane sums over the next `count` (<= 8) inputs."""
-        direct = streamed and self.opt == "speed"
-        if streamed and not direct:
-            self.emit_stage()
-        for k in range(p.planes.count):
-            self.fetch_to(fetch, "wb", k)
-        key = (p.planes.count, p.pb_raw, count, direct)
-        self.kernels.add(key)
-        self.op(f"call {self.kernel_label(*key)}")
+    def clear_sums(self) -> None:
+        """Zero the plane sums and acc (RAM is undefined at reset; each finish re-zeroes)."""
+        cleared = {self.layout.addr(r, b) for r in self.layout.regs
+                   if r == "acc" or (r[0] == "p" and r[1:].isdigit())
+                   for b in range(self.layout.regs[r][1])}
+        for addr in sorted(cleared):
+            self.op(f"clear {h(addr)}")
 
-    def fetch_to(self, table: str, reg: str, byte: int) -> None:
-        self.op(f"mov a, {self.r('widx')}")
-        self.op(f"call {table}")
-        self.op(f"mov {self.r(reg, byte)}, a")
-        self.op(f"inc {self.r('widx')}")
-
-    def emit_input_sum(self, p: DensePlan, streamed: bool, x_base) -> None:
-        """u = offset * (sum of the layer's input bytes): the weights' constant term, the
-        same for every neuron, so it is computed once per layer (acc is the scratch)."""
-        self.asm.comment(f"u = {p.planes.offset} * sum of the inputs")
-        for b in range(p.acc_bytes):
-            self.op(f"clear {self.r('acc', b)}")
-            self.op(f"clear {self.r('u', b)}")
-        if streamed:
-            self.op(f"clear {self.r('inidx')}")
+    def fetch_to(self, table: str, dispatch: bool, reg: str | None = None, byte: int = 0) -> None:
+        """A (and reg, if given) = the next table byte; widx += 1 (this clobbers C)."""
+        if dispatch:
+            self.op(f"call {table}")
         else:
-            self.movi("ptr", x_base)
-        self.movi("tmp", p.k)
+            self.op(f"mov a, {self.r('widx')}")
+            self.op(f"call {table}")
+        if reg is not None:
+            self.op(f"mov {self.r(reg, byte)}, a")
+            self.op(f"inc {self.r('widx')}")
+        else:
+            self.op(f"inc {self.r('widx')}")     # inc leaves A alone
+
+    @staticmethod
+    def usum_label(streamed: bool, nbytes: int, offset: int) -> str:
+        return f"usum_{'s' if streamed else 'm'}{nbytes}_{'n' if offset < 0 else 'p'}{abs(offset)}"
+
+    def emit_usum(self, streamed: bool, nbytes: int, offset: int) -> None:
+        """u += offset * (sum of WB input bytes), from [ptr] or the input routine."""
+        a = self.asm
+        a.label(self.usum_label(streamed, nbytes, offset),
+                f"u += {offset} * (sum of wb inputs {'from _nn_read_input' if streamed else 'at [ptr]'})")
+        repeat = abs(offset) if abs(offset) <= 2 else 0
+        if not repeat:               # sum into acc, then u += offset * acc by shift-and-add
+            for b in range(nbytes):
+                self.op(f"clear {self.r('acc', b)}")
         loop = self.fresh("usum")
-        self.asm.label(loop)
+        a.label(loop)
         if streamed:
             self.read_input()
         else:
             self.op(f"idxm a, {self.r('ptr')}")
             self.op(f"inc {self.r('ptr')}")
-        self.add_to("acc", p.acc_bytes)
-        self.op(f"dzsn {self.r('tmp')}")
+        dst = "u" if repeat else "acc"
+        add, addc = ("sub", "subc") if repeat and offset < 0 else ("add", "addc")
+        for _ in range(max(repeat, 1)):
+            self.op(f"{add} {self.r(dst, 0)}, a")
+            for b in range(1, nbytes):
+                self.op(f"{addc} {self.r(dst, b)}")
+        self.op(f"dzsn {self.r('wb')}")
         self.op(f"goto {loop}")
-        self.muladd("u", p.acc_bytes, "acc", p.acc_bytes, p.planes.offset)
-
-    def emit_stage(self) -> None:
-        """Copy the next 8 input bytes into the staging buffer; point the kernel at it.
-        (--opt size: one shared RAM kernel; --opt speed reads inputs inside the kernel.)"""
-        base, _ = self.layout.vectors["stage"]
-        self.copy_input(base, GROUP, "stage")
-        self.movi("ptr", base)
+        if not repeat:
+            self.muladd("u", nbytes, "acc", nbytes, offset)
+            for b in range(nbytes):
+                self.op(f"clear {self.r('acc', b)}", "the sums start at zero")
+        self.op("ret")
 
     @staticmethod
-    def kernel_label(planes: int, pb: int, count: int, streamed: bool) -> str:
-        return f"kernel_{'s' if streamed else 'm'}{planes}_{pb}_{count}"
+    def kernel_label(planes: int, pb: int, group: int, streamed: bool) -> str:
+        return f"kernel_{'s' if streamed else 'm'}{planes}_{pb}_{group}"
 
-    def emit_kernel(self, planes: int, pb: int, count: int, streamed: bool) -> None:
+    def emit_kernel(self, planes: int, pb: int, group: int, streamed: bool) -> None:
         a = self.asm
         source = "from _nn_read_input" if streamed else "at [ptr]"
-        a.label(self.kernel_label(planes, pb, count, streamed),
-                f"{count} inputs {source}, {planes} planes, {8 * pb}-bit sums")
-        for i in range(count):
+        a.label(self.kernel_label(planes, pb, group, streamed),
+                f"{group} inputs {source}, {planes} planes, {8 * pb}-bit sums")
+        self.kernel_body(planes, pb, group, streamed)
+        self.op("ret")
+
+    def kernel_body(self, planes: int, pb: int, group: int, streamed: bool) -> None:
+        for i in range(group):
             if streamed:
                 self.read_input()      # ends with inc inidx, which clears C
             else:
                 self.op(f"idxm a, {self.r('ptr')}", f"input {i}")
                 self.op(f"inc {self.r('ptr')}", "also clears C")
             for k in range(planes):
-                self.op(f"t0sn {self.r('wb', k)}, #{i}")
+                byte, bit = bit_of(k, i, group)
+                self.op(f"t0sn {self.r('wb', byte)}, #{bit}")
                 self.op(f"add {self.r(f'p{k}')}, a")
                 for b in range(1, pb):
                     self.op(f"addc {self.r(f'p{k}', b)}")
-        self.op("ret")
 
     def muladd(self, dst: str, dst_bytes: int, src: str, src_bytes: int, coef: int) -> None:
         """dst += coef * src (src non-negative, shifted in place), by shifts and adds."""
@@ -416,53 +475,48 @@ class Codegen:
                 for b in range(1, src_bytes):
                     self.op(f"slc {self.r(src, b)}")
 
-    def emit_combine(self, p: DensePlan) -> None:
-        """acc = constant + sum_k coef_k * P_k + offset * U; negative terms first, so the
-        partial sums never leave the range the accumulator was sized for."""
-        self.asm.comment("acc = constant + sum_k coef_k * P_k + offset * U")
-        terms = [(coef, k) for k, coef in enumerate(p.planes.coefs)]
-        if p.planes.offset:
-            terms.append((p.planes.offset, "u"))
-        for coef, k in sorted(terms, key=lambda t: t[0] > 0):
-            if k == "u":        # offset * U, precomputed for the layer
-                for b in range(p.acc_bytes):
-                    self.op(f"mov a, {self.r('u', b)}")
-                    self.op(f"{'add' if b == 0 else 'addc'} {self.r('acc', b)}, a")
-            else:
-                self.muladd("acc", p.acc_bytes, f"p{k}", p.pb[k], coef)
-
-    def emit_requant(self, p: DensePlan) -> None:
+    def emit_finish(self, p: DensePlan) -> None:
+        """acc (= P0 when aliased) += u + sum_k coef_k * P_k (mod 2^(8n): the result fits,
+        so the order of the terms does not matter); then floor-shift (the rounding is in
+        the constant), fix ties, clamp and store at [oidx]."""
         n, s = p.acc_bytes, p.shift
-        if p.rounding != "floor" and s > 0:
-            # round(t / 2^s) = floor((t + 2^(s-1) - 1 + bit_s(t)) / 2^s), ties to even;
-            # floor((t + 2^(s-1) - bit_s(t)) / 2^s), ties to odd
-            self.asm.comment(f"round half to {'even' if p.rounding == 'half_even' else 'odd'}")
-            self.op(f"clear {self.r('tmp')}")
-            self.op(f"t0sn {self.r('acc', s // 8)}, #{s % 8}")
-            self.op(f"inc {self.r('tmp')}")
-            half = (1 << (s - 1)) - (1 if p.rounding == "half_even" else 0)
+        loop = self.opt != "speed" and s > 0
+        if loop:
+            self.op(f"mov {self.r('wb')}, a", "shift count")
+        self.asm.comment("acc += u + sum_k coef_k * P_k")
+        if p.finish_key(False)[-1]:
             for b in range(n):
-                self.op(f"mov a, #{h((half >> (8 * b)) & 0xFF)}")
+                self.op(f"mov a, {self.r('u', b)}")
                 self.op(f"{'add' if b == 0 else 'addc'} {self.r('acc', b)}, a")
-            sign = "add" if p.rounding == "half_even" else "sub"
-            self.op(f"mov a, {self.r('tmp')}")
-            self.op(f"{sign} {self.r('acc', 0)}, a")
-            for b in range(1, n):
-                self.op(f"{sign}c {self.r('acc', b)}")
+        for k, coef in enumerate(p.planes.coefs):
+            if k == 0 and self.acc_alias:
+                continue
+            self.muladd("acc", n, f"p{k}", self.layout.regs[f"p{k}"][1], coef)
         if s:
-            self.asm.comment(f"arithmetic shift right by {s}")
-            if s > 2:
-                self.movi("tmp", s)
-                loop = self.fresh("shr")
-                self.asm.label(loop)
-            for _ in range(1 if s > 2 else s):
+            tie = p.rounding != "floor"
+            self.asm.comment(f"arithmetic shift right by {'A' if loop else s}"
+                             + (", ptr.0 = not a tie" if tie else ""))
+            if tie:
+                self.op(f"clear {self.r('ptr')}")
+            head = self.fresh("shr") if loop else None
+            if head:
+                self.asm.label(head)
+            for _ in range(1 if loop else s):
                 self.op(f"mov a, {self.r('acc', n - 1)}")
                 self.op("sl a", "C = sign")
                 for b in reversed(range(n)):
                     self.op(f"src {self.r('acc', b)}")
-            if s > 2:
-                self.op(f"dzsn {self.r('tmp')}")
-                self.op(f"goto {loop}")
+                if tie:   # a tie shifts out all zeros (half to even) or all ones (to odd)
+                    test = "t0sn" if p.rounding == "half_even" else "t1sn"
+                    self.op(f"{test}.io {h(FLAG)}, #{C}")
+                    self.op(f"set1 {self.r('ptr')}, #0")
+            if head:
+                self.op(f"dzsn {self.r('wb')}")
+                self.op(f"goto {head}")
+            if tie:
+                self.op(f"t1sn {self.r('ptr')}, #0", "a tie: round to "
+                        + ("even" if p.rounding == "half_even" else "odd"))
+                self.op(f"{'set0' if p.rounding == 'half_even' else 'set1'} {self.r('acc')}, #0")
         if p.clamp_low:
             ok = self.fresh("nonneg")
             self.op(f"t1sn {self.r('acc', n - 1)}, #7", "clamp below")
@@ -499,40 +553,39 @@ class Codegen:
             self.op(f"mov a, {self.r('acc', b)}")
             self.op(f"idxm {self.r('ptr')}, a", "store")
             self.op(f"inc {self.r('oidx')}")
+        self.clear_sums()
+        self.op("ret")
 
     def emit_argmax(self, name: str) -> None:
         g = self.graph
         src = g.operands(name)[0]
-        base, size = self.layout.vectors[src]
+        base, _ = self.layout.vectors[src]
         last = g.attrs(name)["last"]
         self.asm.comment(f"argmax over %{src} ({'last' if last else 'first'} maximum)")
         self.movi("ptr", base)
         self.op(f"idxm a, {self.r('ptr')}")
         self.op(f"mov {self.r('best')}, a")
         self.op(f"clear {self.r('besti')}")
-        self.op(f"clear {self.r('tmp')}")
         count = g.type(src).size - 1
         if count == 0:
             return
-        self.movi("gcnt", count)
+        self.op(f"clear {self.r('amax_i')}")
+        self.movi("count", count)
         loop, keep = self.fresh("amax"), self.fresh("keep")
         self.asm.label(loop)
         self.op(f"inc {self.r('ptr')}")
-        self.op(f"inc {self.r('tmp')}")
+        self.op(f"inc {self.r('amax_i')}")
         self.op(f"idxm a, {self.r('ptr')}")
-        self.op(f"mov {self.r('ncnt')}, a")
-        if last:   # take it when x >= best: x - best does not borrow
-            self.op(f"sub a, {self.r('best')}")
-            self.op(f"t0sn.io {h(FLAG)}, #{C}")
-        else:      # take it when x > best: best - x borrows
-            self.op(f"mov a, {self.r('best')}")
-            self.op(f"sub a, {self.r('ncnt')}")
-            self.op(f"t1sn.io {h(FLAG)}, #{C}")
+        self.op(f"sub a, {self.r('best')}", "x - best: C when x < best")
+        self.op(f"t0sn.io {h(FLAG)}, #{C}")
         self.op(f"goto {keep}")
-        self.op(f"mov a, {self.r('ncnt')}")
+        if not last:     # the first maximum: an equal value does not replace it
+            self.op(f"t0sn.io {h(FLAG)}, #{Z}")
+            self.op(f"goto {keep}")
+        self.op(f"add a, {self.r('best')}", "x again")
         self.op(f"mov {self.r('best')}, a")
-        self.op(f"mov a, {self.r('tmp')}")
+        self.op(f"mov a, {self.r('amax_i')}")
         self.op(f"mov {self.r('besti')}, a")
         self.asm.label(keep)
-        self.op(f"dzsn {self.r('gcnt')}")
+        self.op(f"dzsn {self.r('count')}")
         self.op(f"goto {loop}")

@@ -15,9 +15,8 @@ import numpy as np
 from tinycc_nn.errors import TinyccError
 from tinycc_nn.ir import accumulator_range, channel_range, per_channel
 
-from .planes import Planes, decompose, pack_groups
+from .planes import Planes, decompose, group_shape, pack_groups
 
-GROUP = 8                 # inputs per weight-plane byte
 TABLE_MAX = 255           # entries reachable by one pcadd table (index 1..255)
 
 
@@ -37,6 +36,8 @@ class DensePlan:
     k: int
     n: int
     groups: int
+    group: int             # inputs per kernel call (and per table fetch)
+    wbytes: int            # table bytes per group
     planes: Planes
     pb_raw: int            # bytes the kernel accumulates each plane sum in
     pb: list               # bytes per plane once shifted for its coefficient
@@ -52,10 +53,22 @@ class DensePlan:
     per_segment: int
     uniform_const: bool    # one constant for every neuron: an immediate, not a table column
 
-    def finish_key(self) -> tuple:
-        """Layers whose per-neuron finishing code is identical share one subroutine."""
-        return (self.planes.coefs, tuple(self.pb), self.acc_bytes, self.shift, self.rounding,
-                self.clamp_low, self.clamp_high, self.out_bytes, bool(self.planes.offset))
+    @property
+    def padded_k(self) -> int:
+        """Inputs the kernels read (the last group is padded with zero weight bits)."""
+        return self.groups * self.group
+
+    @property
+    def uniform_value(self) -> int:
+        return self.consts[0] if self.uniform_const else 0
+
+    def finish_key(self, shift_in_code: bool) -> tuple:
+        """Layers whose per-neuron finishing code is identical share one subroutine
+        (with `shift_in_code` false the shift count arrives in A)."""
+        shift = self.shift if shift_in_code else self.shift > 0
+        has_u = bool(self.planes.offset) or self.uniform_value != 0
+        return (self.planes.coefs, tuple(self.pb), self.acc_bytes, shift, self.rounding,
+                self.clamp_low, self.clamp_high, self.out_bytes, has_u)
 
 
 def plan_dense(graph, name: str, where: str) -> DensePlan:
@@ -91,6 +104,10 @@ def plan_dense(graph, name: str, where: str) -> DensePlan:
     rounding = a["rounding"]
     if rounding != "floor" and yt.lo % 2:
         rounding = "half_odd" if rounding == "half_even" else "half_even"
+    if shift == 0:
+        rounding = "floor"                 # nothing is shifted out: exact
+    elif rounding != "floor":
+        consts = consts + (1 << (shift - 1)) - (1 if rounding == "half_odd" else 0)
     (_, _), (t_lo, t_hi) = accumulator_range(graph, name)
     q_lo = (t_lo - yt.lo * (1 << shift)) >> shift
     q_hi = (t_hi - yt.lo * (1 << shift) + (1 << shift)) >> shift
@@ -106,8 +123,9 @@ def plan_dense(graph, name: str, where: str) -> DensePlan:
     if planes.offset:   # u = offset * U is computed in acc by shifting U up
         top = max(top, u_max << max(abs(planes.offset).bit_length() - 1, 0))
     acc_bytes = max(signed_bytes(-int(neg.min()) - 1), signed_bytes(top), 1)
-    groups = -(-k // GROUP)
-    plane_bytes = pack_groups(planes.bits, GROUP).reshape(n, -1) if planes.count else \
+    group, wbytes = group_shape(planes.count)
+    groups = -(-k // group)
+    plane_bytes = pack_groups(planes.bits, group).reshape(n, -1) if planes.count else \
         np.zeros((n, 0), np.int64)
     uniform = bool((consts == consts[0]).all())   # e.g. no bias and unsigned inputs
     const_bytes = np.array([[(int(c) >> (8 * b)) & 0xFF for b in range(acc_bytes)] for c in consts])
@@ -116,6 +134,6 @@ def plan_dense(graph, name: str, where: str) -> DensePlan:
     if per_segment == 0:
         raise TinyccError(f"{where}: one neuron needs {rows.shape[1]} table bytes, more than "
                           f"one table holds ({TABLE_MAX})")
-    return DensePlan(name, x, k, n, groups, planes, pb_raw, pb, acc_bytes,
+    return DensePlan(name, x, k, n, groups if planes.count else 0, group, wbytes, planes, pb_raw, pb, acc_bytes,
                      [int(c) for c in consts], shift, rounding, clamp_low, clamp_high,
                      yt.lo, unsigned_bytes(span), rows, per_segment, uniform)

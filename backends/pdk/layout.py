@@ -3,8 +3,11 @@
 Order matters on pdk13: bit instructions (t0sn/t1sn/set0/set1) reach only the
 first 16 bytes, so the weight-plane bytes the kernel tests and the accumulator
 whose rounding bit is tested go first; idxm pointers need an even address in the
-first 32 bytes; vectors follow (offsets from lifetimes, as plan-ram does); the
-stack takes the top, sized from the call depth.
+first 32 bytes; the stack follows, sized from the call depth outside streamed
+layers; the vectors come last (offsets from lifetimes, as plan-ram does).  A layer
+that streams its input calls one level deeper (kernel -> input routine): that stack
+slot is a vector pinned at the start of the vector area, live only while such layers
+run, so it shares RAM with vectors that are dead by then.
 """
 from __future__ import annotations
 
@@ -33,27 +36,38 @@ class Layout:
         self.top += size
         return self.regs[name][0]
 
+    stack_extra: int = 0                           # bytes of the pinned deep slot
+
     @property
     def used(self) -> int:
-        return self.stack[0] + self.stack[1]
+        return max(self.top, self.stack[0] + self.stack[1])
+
+    @property
+    def stack_end(self) -> int:
+        return self.stack[0] + self.stack[1] + self.stack_extra
 
     def breakdown(self) -> dict:
         out = {name: size for name, (_, size) in self.regs.items() if size}
-        out.update({f"%{n}": size for n, (_, size) in self.vectors.items()})
-        out["stack"] = self.stack[1]
+        out.update({(n if n.startswith("seg@") else f"%{n}"): size
+                    for n, (_, size) in self.vectors.items()})
+        out.pop("%stack+", None)
+        out["stack"] = self.stack[1] + self.stack_extra
         return out
 
 
-def place_vectors(layout: Layout, intervals: dict) -> None:
-    offsets, peak = plan(intervals)
+def place_stack(layout: Layout, depth: int) -> None:
+    layout.stack = (layout.top, 2 * depth)
+    layout.top += 2 * depth
+
+
+def place_vectors(layout: Layout, intervals: dict, part: str, pinned: dict | None = None) -> None:
+    offsets, peak = plan(intervals, pinned)
     base = layout.top
     for name, off in offsets.items():
         layout.vectors[name] = (base + off, intervals[name][2])
     layout.top = base + peak
-
-
-def place_stack(layout: Layout, depth: int, part: str, rom_words: int | None = None) -> None:
-    layout.stack = (layout.top, 2 * depth)
+    if "stack+" in intervals:
+        layout.stack_extra = intervals["stack+"][2]
     if layout.used > layout.ram_bytes:
         big = sorted(layout.breakdown().items(), key=lambda kv: -kv[1])[:4]
         raise DoesNotFit(f"{part}: needs {layout.used} bytes of RAM, has {layout.ram_bytes} "

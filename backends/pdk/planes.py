@@ -90,12 +90,32 @@ def decompose(weights: np.ndarray) -> Planes:
     return planes
 
 
+def group_shape(planes: int) -> tuple[int, int]:
+    """(inputs per kernel call, table bytes per call) for `planes` bit planes.
+
+    With 1, 2 or 4 planes one byte holds every plane of 8, 4 or 2 inputs (one table
+    fetch, one bit-tested register); otherwise each plane gets a byte of 8 inputs.
+    """
+    if planes in (1, 2, 4, 8):
+        return 8 // planes, 1
+    return 8, max(planes, 1)
+
+
+def bit_of(plane: int, i: int, group: int) -> tuple[int, int]:
+    """(byte, bit) of plane `plane`, input `i` of a group in the packed bytes."""
+    return divmod(plane * group + i, 8)
+
+
 def pack_groups(bits: np.ndarray, group: int = 8) -> np.ndarray:
-    """[planes, K, N] bits -> bytes [N, groups, planes]: bit i of a byte is input 8*g + i."""
+    """[planes, K, N] bits -> bytes [N, groups, bytes per group] (layout of `bit_of`)."""
     p, k, n = bits.shape
     groups = -(-k // group)
-    padded = np.zeros((p, groups * group, n), np.uint8)
+    nbytes = -(-p * group // 8)
+    padded = np.zeros((p, groups * group, n), np.int64)
     padded[:, :k, :] = bits
-    weights = (1 << np.arange(group)).astype(np.int64)
-    by = padded.reshape(p, groups, group, n).transpose(3, 1, 0, 2) @ weights
-    return by.astype(np.int64)
+    out = np.zeros((n, groups, nbytes), np.int64)
+    for plane in range(p):
+        for i in range(group):
+            byte, bit = bit_of(plane, i, group)
+            out[:, :, byte] |= padded[plane, i::group, :].T << bit
+    return out

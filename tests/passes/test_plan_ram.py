@@ -155,3 +155,34 @@ def test_plan_function_never_overlaps_live_buffers(spans):
     assert peak == max(offsets[n] + intervals[n][2] for n in names)
     live_max = max(sum(b for s, e, b in intervals.values() if s <= t <= e) for t in range(0, 41))
     assert peak >= live_max
+
+
+def test_a_pinned_interval_keeps_its_offset_and_nothing_overlaps_it():
+    # the pdk backend pins a stack slot at offset 0 while the first layer runs; first fit
+    # would put that layer's output right above it and strand the slot's bytes later
+    intervals = {"stack+": (0, 1, 2), "a": (1, 2, 16), "b": (2, 3, 16), "c": (3, 4, 16)}
+    offsets, peak = plan(intervals, pinned={"stack+": 0})
+    assert offsets["stack+"] == 0
+    assert peak == 32
+    for x in intervals:
+        for y in intervals:
+            (s1, e1, n1), (s2, e2, n2) = intervals[x], intervals[y]
+            if x < y and s1 <= e2 and s2 <= e1:     # live at once: disjoint bytes
+                assert offsets[x] + n1 <= offsets[y] or offsets[y] + n2 <= offsets[x]
+
+
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 3), st.integers(1, 9)),
+                min_size=1, max_size=8), st.integers(1, 4))
+def test_pinned_plans_never_overlap_live_buffers(spans, pin_size):
+    intervals = {f"v{i}": (s, s + d, n) for i, (s, d, n) in enumerate(spans)}
+    intervals["pin"] = (0, 2, pin_size)
+    offsets, peak = plan(intervals, pinned={"pin": 0})
+    assert offsets["pin"] == 0
+    names = sorted(intervals)
+    for i, x in enumerate(names):
+        s1, e1, n1 = intervals[x]
+        assert offsets[x] + n1 <= peak
+        for y in names[i + 1:]:
+            s2, e2, n2 = intervals[y]
+            if s1 <= e2 and s2 <= e1:
+                assert offsets[x] + n1 <= offsets[y] or offsets[y] + n2 <= offsets[x]

@@ -20,20 +20,47 @@ def storage_bytes(bits: int) -> int:
     return 1 if bits <= 8 else 2 if bits <= 16 else 4
 
 
-def plan(intervals: dict) -> tuple[dict, int]:
-    """intervals: name -> (start, end, size). Returns (name -> offset, peak)."""
-    events = sorted((s, 0, n) for n, (s, e, size) in intervals.items())
+def plan(intervals: dict, pinned: dict | None = None) -> tuple[dict, int]:
+    """intervals: name -> (start, end, size). Returns (name -> offset, peak).
+
+    `pinned` names keep the offset given (they open before anything else starting at the
+    same time, so the others are placed around them).  With pins, first fit can strand
+    space below a pinned block, so fitting from the top of every bound between the
+    lower bound (most bytes live at once) and the first-fit peak is tried as well."""
+    offsets, peak = _place(intervals, pinned or {}, None)
+    if pinned:
+        times = {s for s, _, _ in intervals.values()}
+        low = max(sum(size for s, e, size in intervals.values() if s <= t <= e) for t in times)
+        for bound in range(low, peak):
+            placed = _place(intervals, pinned, bound)
+            if placed is not None:
+                return placed
+    return offsets, peak
+
+
+def _place(intervals: dict, pinned: dict, bound: int | None):
+    """First fit from offset 0 (bound None), or from the top of `bound` (None if it fails)."""
+    events = sorted((s, n not in pinned, n) for n, (s, e, size) in intervals.items())
     offsets, open_, peak = {}, {}, 0
     for start, _, name in events:
         for other in [o for o in open_ if intervals[o][1] < start]:
             del open_[other]
         size = intervals[name][2]
         taken = sorted((offsets[o], offsets[o] + intervals[o][2]) for o in open_)
-        offset = 0
-        for lo, hi in taken:
-            if offset + size <= lo:
-                break
-            offset = max(offset, hi)
+        if name in pinned:
+            offset = pinned[name]
+        elif bound is None:
+            offset = 0
+            for lo, hi in taken:
+                if offset + size <= lo:
+                    break
+                offset = max(offset, hi)
+        else:
+            free = [o for o in range(bound - size, -1, -1)
+                    if all(o + size <= lo or o >= hi for lo, hi in taken)]
+            if not free:
+                return None
+            offset = free[0]
         offsets[name] = offset
         open_[name] = True
         peak = max(peak, offset + size)
