@@ -75,7 +75,8 @@ class PdkBackend(Backend):
     input_in_ram = False
     options = {"opt": ("size", "size|speed: speed inlines the kernel in every layer's loop and "
                                "gives each layer its own finish with the shift unrolled"),
-               "harness": (True, "add the reset stub and the ROM input table (simulator build)")}
+               "harness": (True, "add the reset stub and the ROM input table (simulator build); "
+                                 "false: a library for SDCC firmware, with model.h")}
 
     def codegen(self, graph, options, stop_after=None) -> Codegen:
         spec = PARTS[self.part]
@@ -100,6 +101,8 @@ class PdkBackend(Backend):
                              + ", ".join(f"{k} {v}" for k, v in big) + f"); RAM {lay.used}/"
                              f"{spec.ram_bytes} bytes")
         files = {"model.asm": source}
+        if not options.get("harness", True):
+            files["model.h"] = gen.header()
         vectors = {}
         for name, plan in gen.plans.items():
             base, _ = lay.vectors[name]
@@ -109,6 +112,7 @@ class PdkBackend(Backend):
                   "rom_capacity": spec.usable_rom_words, "ram_used": lay.used,
                   "ram_capacity": spec.ram_bytes, "ram_breakdown": lay.breakdown(),
                   "rom_breakdown": dict(words), "input": "ram" if gen.input_in_ram else "streamed",
+                  "stack_bytes": gen.stack_bytes(),
                   "cycles_per_inference": None, "instructions_per_inference": None}
         self._last = (meta, None)
         if sdas.available(self.core) and options.get("harness", True):

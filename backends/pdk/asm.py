@@ -28,11 +28,15 @@ class Asm:
         self._section = name
         self.section_words.setdefault(name, 0)
 
-    def op(self, text: str, comment: str = "") -> None:
+    def op(self, text: str, comment: str = "", symbols: tuple = ()) -> None:
+        """One instruction; `symbols` are RAM operands the linker resolves (checked as 0)."""
         mnemonic, _, rest = text.partition(" ")
         operands = [o.strip() for o in rest.split(",")] if rest else []
         if mnemonic not in ("goto", "call"):
-            entry, fields = self.core.lookup(text)   # raises on a form this core lacks
+            probe = text
+            for name in symbols:
+                probe = probe.replace(name, "0x00")
+            entry, fields = self.core.lookup(probe)  # raises on a form this core lacks
             self.core.encode(entry, fields)          # ... or an operand out of its field
         elif len(operands) != 1:
             raise ValueError(f"bad jump {text!r}")

@@ -15,6 +15,11 @@ Program shape (all RAM addresses absolute, from `layout`):
   _nn_read_input (--harness): the input as a `ret #k` table; real firmware supplies
                 its own routine with the same contract (index in A, byte in A)
 
+A library build (harness off) is relocatable code for SDCC-built firmware: its RAM
+starts above SDCC's pseudo-register `p` (0x00-0x01), it runs on the caller's stack,
+and it reaches the firmware's C `nn_read_input(unsigned char)` through a two-word shim
+that moves A into the function's parameter (SDCC's default, non-reentrant convention).
+
 The kernel keeps the carry flag clear between planes: `inc` of the input pointer
 clears it, a skipped `add` leaves it clear, and an executed `add`/`addc` chain
 ends clear because interval analysis sized the plane sums not to overflow.
@@ -31,6 +36,8 @@ from .planes import bit_of
 
 FLAG, SP = 0x00, 0x02
 Z, C = 0, 1
+RAM_FIRST_LIBRARY = 2     # SDCC keeps its pseudo-register p at 0x00-0x01
+READ_SHIM = "__nn_read_input_a"
 
 
 class Codegen:
@@ -41,6 +48,7 @@ class Codegen:
         self.stop_after = None    # set to a layer name to measure the program up to it
         self.asm = Asm(core)
         self.harness = harness
+        self.ram_first = 0 if harness else RAM_FIRST_LIBRARY
         self.ram_bytes = ram_bytes
         self.bit_reach = 16 if core_name == "pdk13" else 64
         self.labels = 0
@@ -56,8 +64,8 @@ class Codegen:
         self.labels += 1
         return f"{base}_{self.labels}"
 
-    def op(self, text, comment=""):
-        self.asm.op(text, comment)
+    def op(self, text, comment="", symbols=()):
+        self.asm.op(text, comment, symbols)
 
     def r(self, name, byte=0) -> str:
         return h(self.layout.addr(name, byte))
@@ -104,7 +112,7 @@ class Codegen:
         plans = list(self.plans.values())
         # acc is plane 0's register when every layer weighs plane 0 by one
         self.acc_alias = all(p.planes.count and p.planes.coefs[0] == 1 for p in plans)
-        base = Layout(self.ram_bytes)
+        base = Layout(self.ram_bytes, top=self.ram_first)
         base.reg("wb", max(p.wbytes for p in plans))
         acc_bytes = max(p.acc_bytes for p in plans)
         planes = max(p.planes.count for p in plans)
@@ -137,7 +145,9 @@ class Codegen:
                 trial.reg("inidx", 1)
             else:
                 trial.regs["inidx"] = (trial.regs["ptr"][0], 1)
-            place_stack(trial, depth=2)     # the caller's call + one level below _nn_infer
+            # the caller's call + one level below _nn_infer (a library build runs on the
+            # firmware's stack: its header says how deep)
+            place_stack(trial, depth=2 if self.harness else 0)
             intervals = {}
             for n in denses:
                 users = g.users(n)
@@ -157,9 +167,11 @@ class Codegen:
                 pinned = {}
             else:
                 # kernel -> _nn_read_input: one more stack level while the input streams
-                last = max(order_pos[p.name] for p in readers)
-                intervals["stack+"] = (0, last, 2)
-                pinned = {"stack+": 0}
+                pinned = {}
+                if self.harness:
+                    last = max(order_pos[p.name] for p in readers)
+                    intervals["stack+"] = (0, last, 2)
+                    pinned = {"stack+": 0}
             try:
                 place_vectors(trial, intervals, self.part, pinned)
             except TinyccError:
@@ -186,13 +198,19 @@ class Codegen:
             if size:
                 a.comment(f"  {h(base)}..{h(base + size - 1)}  {' = '.join(names)}")
         sb, ss = self.layout.stack
-        a.comment(f"  {h(sb)}..{h(sb + ss - 1)}  stack ({ss // 2} calls deep)")
+        if ss:
+            a.comment(f"  {h(sb)}..{h(sb + ss - 1)}  stack ({ss // 2} calls deep)")
+        else:
+            a.comment(f"  stack: the caller's, {self.stack_bytes()} bytes including the call")
         for name, (base, size) in sorted(self.layout.vectors.items(), key=lambda kv: kv[1]):
             what = "stack, one call deeper while the input streams" if name == "stack+" \
                 else f"table segment of %{name[4:]}" if name.startswith("seg@") else f"vector %{name}"
             a.comment(f"  {h(base)}..{h(base + size - 1)}  {what}")
-        a.directive(".area CODE (ABS)")
-        a.directive(".org 0x0000")
+        if self.harness:
+            a.directive(".area CODE (ABS)")
+            a.directive(".org 0x0000")
+        else:
+            a.directive(".area CODE")
         if self.harness:
             a.section("harness")
             a.label("__reset", "harness: one inference, then stopsys")
@@ -252,6 +270,11 @@ class Codegen:
             self.op("pcadd a")
             for byte in data:
                 self.op(f"ret #{h(int(byte))}")
+        if not self.harness:
+            a.section("nn_infer")
+            a.label(READ_SHIM, "A (index) -> nn_read_input's parameter, then the C function")
+            self.op("mov _nn_read_input_PARM_1, a", symbols=("_nn_read_input_PARM_1",))
+            self.op("goto _nn_read_input")
         if self.harness:
             a.section("harness")
             a.label("_nn_read_input:", "harness input: index in A, byte in A")
@@ -262,6 +285,47 @@ class Codegen:
                 self.op("ret #0x00")
         return a.render()
 
+    def stack_bytes(self) -> int:
+        """Stack bytes one inference needs, its own call included (a library build's
+        firmware adds what its nn_read_input uses)."""
+        streams = any(self.streamed(p) for p in self.plans.values())
+        return 2 * (3 if streams else 2)
+
+    def header(self, symbol_prefix: str = "NN") -> str:
+        """model.h for a library build: the prototypes and where the model lives."""
+        g, lay = self.graph, self.layout
+        k = g.type(self.input_name).size
+        lines = [f"/* tinycc-nn: @{g.name} for {self.part} ({self.core_name}), library build.",
+                 " * Link: sdcc -m" + self.core_name + f" --data-loc {h(lay.used)} main.c model.rel",
+                 " * (model.rel: sdas" + self.core_name + " -plosgffw model.asm). The model owns RAM",
+                 f" * {h(self.ram_first)}..{h(lay.used - 1)} (SDCC's p stays at 0x00-0x01) and "
+                 "runs on your stack. */",
+                 "#ifndef TINYCC_NN_MODEL_H", "#define TINYCC_NN_MODEL_H", "",
+                 f"#define {symbol_prefix}_INPUT_SIZE {k}",
+                 f"#define {symbol_prefix}_INPUT_READS {self.input_table_size()}"
+                 "  /* indices nn_read_input may be asked for; past INPUT_SIZE, any value */",
+                 f"#define {symbol_prefix}_RAM_FIRST {h(self.ram_first)}",
+                 f"#define {symbol_prefix}_RAM_END {h(lay.used)}  /* pass to --data-loc */",
+                 f"#define {symbol_prefix}_STACK_BYTES {self.stack_bytes()}"
+                 "  /* with the call, beyond what nn_read_input itself needs */", ""]
+        for name, plan in self.plans.items():
+            if any(g.op(u) == "output" for u in g.users(name)):
+                macro = "".join(c if c.isalnum() else "_" for c in name).upper()
+                base, _ = lay.vectors[name]
+                lines.append(f"/* %{name}: {plan.n} values, element i = RAM[{h(base)} + i] + "
+                             f"({plan.out_lo}) after nn_infer returns */")
+                lines.append(f"#define {symbol_prefix}_OUT_{macro} ((volatile unsigned char *){h(base)})")
+        lo = g.type(self.input_name).lo
+        lines += ["",
+                  "/* One inference; returns the class index (0 if the model has no ArgMax). */",
+                  "unsigned char nn_infer(void);",
+                  f"/* Yours: the quantized input element `index` ({g.attrs(self.input_name)['qdtype']}, "
+                  f"as QuantizeLinear gives it{'; the model adds ' + str(-lo) + ' itself' if lo else ''}).",
+                  " * Called with SDCC's default (non-reentrant) convention; it may be asked for an",
+                  " * index more than once, so return the same value each time. */",
+                  "unsigned char nn_read_input(unsigned char index);", "", "#endif", ""]
+        return "\n".join(lines)
+
     def input_table_size(self) -> int:
         """Input indices the program reads: the streaming kernels read whole groups."""
         k = self.graph.type(self.input_name).size
@@ -270,7 +334,7 @@ class Codegen:
     def read_input(self) -> None:
         """A = input byte INIDX (offset binary), INIDX += 1 (which clears C)."""
         self.op(f"mov a, {self.r('inidx')}")
-        self.op("call _nn_read_input")
+        self.op(f"call {'_nn_read_input' if self.harness else READ_SHIM}")
         lo = self.graph.type(self.input_name).lo
         if lo:
             self.op(f"add a, #{h((-lo) & 0xFF)}", "to offset binary")
