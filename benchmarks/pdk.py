@@ -42,9 +42,9 @@ def images(model_path, limit):
     return x[:limit], y[:limit]
 
 
-def measure(model_path, target, x, y):
+def measure(model_path, target, opt, x, y):
     try:
-        art = tinycc_nn.compile(model_path, target)
+        art = tinycc_nn.compile(model_path, target, opt=opt)
     except TinyccError as e:
         return {"target": target, "error": str(e)}
     t0 = time.perf_counter()
@@ -71,7 +71,7 @@ def main():
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/pdk.md"))
     args = ap.parse_args()
     lines = ["# Padauk benchmark", "",
-             f"`python benchmarks/pdk.py --limit {args.limit}`; cycles per the ISA table's model "
+             f"`python benchmarks/pdk.py --limit {args.limit}`; every image from a fresh reset; cycles per the ISA table's model "
              "(backends/pdk/isa.py), simulator speed in millions of simulated instructions per "
              "second on this machine.", ""]
     for model in args.models:
@@ -81,16 +81,17 @@ def main():
             continue
         x, y = images(path, args.limit)
         lines += [f"## {model} ({len(x)} test images)", "",
-                  "| target | ROM words | RAM bytes | input | cycles mean | cycles max | "
+                  "| target | --opt | ROM words | RAM bytes | input | cycles mean | cycles max | "
                   "instructions mean | sim MIPS | bit-exact | accuracy |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        for target in ("pms150c", "pfs154"):
-            m = measure(path, target, x, y)
-            print(model, m)
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for target, opt in (("pms150c", "size"), ("pms150c", "speed"), ("pfs154", "size"),
+                            ("pfs154", "speed")):
+            m = measure(path, target, opt, x, y)
+            print(model, opt, m)
             if "error" in m:
-                lines.append(f"| {target} | {m['error']} |||||||||")
+                lines.append(f"| {target} | {opt} | {m['error']} |||||||||")
                 continue
-            lines.append(f"| {target} | {m['rom']} | {m['ram']} | {m['input']} | {m['cycles_mean']:.0f} "
+            lines.append(f"| {target} | {opt} | {m['rom']} | {m['ram']} | {m['input']} | {m['cycles_mean']:.0f} "
                          f"| {m['cycles_max']} | {m['instr_mean']:.0f} | {m['sim_mips']:.2f} "
                          f"| {m['exact']} | {m['accuracy']} |")
         lines.append("")
