@@ -30,7 +30,7 @@ from __future__ import annotations
 from tinycc_nn.errors import TinyccError
 
 from .asm import Asm, h
-from .layers import DensePlan, plan_dense
+from .layers import DensePlan, paired, plan_dense
 from .layout import Layout, place_stack, place_vectors
 from .planes import bit_of
 
@@ -69,6 +69,10 @@ class Codegen:
 
     def r(self, name, byte=0) -> str:
         return h(self.layout.addr(name, byte))
+
+    def q(self, p: DensePlan, byte: int) -> str:
+        """Byte `byte` of the pair's second-neuron plane sums (plane k at k * pb_raw)."""
+        return h(self.layout.vectors[f"pair@{p.name}"][0] + byte)
 
     def seg(self, p: DensePlan) -> str:
         return h(self.layout.vectors[f"seg@{p.name}"][0])
@@ -139,7 +143,15 @@ class Codegen:
         self.input_in_ram = False
         order_pos = {n: i for i, n in enumerate(order)}
         first = order_pos[denses[0]]
-        for attempt in ("ram", "stream"):
+        unpaired = dict(self.plans)
+        for attempt, pair in (("ram", False), ("stream", True), ("stream", False)):
+            self.plans = dict(unpaired)
+            if pair:     # streaming layers read each input once for two neurons
+                for u in g.users(inp):
+                    if u in self.plans and paired(self.plans[u]) is not None:
+                        self.plans[u] = paired(self.plans[u])
+                if all(self.plans[n] is unpaired[n] for n in self.plans):
+                    continue
             trial = Layout(base.ram_bytes, dict(base.regs), {}, (0, 0), base.top)
             if attempt == "ram":
                 trial.reg("inidx", 1)
@@ -157,8 +169,11 @@ class Codegen:
                 reads = [self.plans[u].padded_k for u in users if u in self.plans]
                 intervals[n] = (order_pos[n], end, max([size, *reads]))
             for n in denses:     # a layer spanning several tables counts them in RAM
-                if self.plans[n].n > self.plans[n].per_segment:    # beside its vectors
+                q = self.plans[n]                                  # beside its vectors
+                if q.units > q.per_segment:
                     intervals[f"seg@{n}"] = (order_pos[n], order_pos[n], 1)
+                if q.pair:       # the second neuron's plane sums
+                    intervals[f"pair@{n}"] = (order_pos[n], order_pos[n], q.planes.count * q.pb_raw)
             readers = [self.plans[u] for u in g.users(inp) if u in self.plans]
             if attempt == "ram":
                 in_users = [order_pos[u] for u in g.users(inp)]
@@ -175,7 +190,7 @@ class Codegen:
             try:
                 place_vectors(trial, intervals, self.part, pinned)
             except TinyccError:
-                if attempt == "stream":
+                if attempt == "stream" and not pair:
                     raise
                 continue
             self.input_in_ram = attempt == "ram"
@@ -204,7 +219,9 @@ class Codegen:
             a.comment(f"  stack: the caller's, {self.stack_bytes()} bytes including the call")
         for name, (base, size) in sorted(self.layout.vectors.items(), key=lambda kv: kv[1]):
             what = "stack, one call deeper while the input streams" if name == "stack+" \
-                else f"table segment of %{name[4:]}" if name.startswith("seg@") else f"vector %{name}"
+                else f"table segment of %{name[4:]}" if name.startswith("seg@") \
+                else f"second neuron's plane sums in %{name[5:]}" if name.startswith("pair@") \
+                else f"vector %{name}"
             a.comment(f"  {h(base)}..{h(base + size - 1)}  {what}")
         if self.harness:
             a.directive(".area CODE (ABS)")
@@ -379,7 +396,10 @@ class Codegen:
                 ukey = (streamed, p.acc_bytes, p.planes.offset)
                 self.usums.add(ukey)
                 self.op(f"call {self.usum_label(*ukey)}", f"u += {p.planes.offset} * sum of inputs")
-        nseg = -(-p.n // p.per_segment)
+        if p.pair:      # the second neuron's sums start at zero too
+            for b in range(p.planes.count * p.pb_raw):
+                self.op(f"clear {self.q(p, b)}")
+        nseg = -(-p.units // p.per_segment)
         labels = []
         for s in range(nseg):
             rows = p.rows[s * p.per_segment:(s + 1) * p.per_segment]
@@ -404,7 +424,8 @@ class Codegen:
             a.label(group)
             for b in range(p.wbytes):
                 self.fetch_to(fetch, nseg > 1, "wb", b)
-            kkey = (p.planes.count, p.pb_raw, p.group, streamed)
+            kkey = (p.planes.count, p.pb_raw, p.group, streamed,
+                    self.layout.vectors[f"pair@{p.name}"][0] if p.pair else None)
             if self.opt == "speed":      # the kernel inline: no call and return per group
                 self.kernel_body(*kkey)
             else:
@@ -417,17 +438,24 @@ class Codegen:
                 self.op(f"mov a, {self.r('ptr')}")
                 self.op(f"ceqsn a, #{h(x_base + p.padded_k)}", "all groups done?")
             self.op(f"goto {group}")
-        if not p.uniform_const:      # acc += this neuron's constant, from the table
-            for b in range(p.acc_bytes):
-                self.fetch_to(fetch, nseg > 1)
-                self.op(f"add {self.r('acc', b)}, a", "+ the neuron's constant")
-                for c in range(b + 1, p.acc_bytes):
-                    self.op(f"addc {self.r('acc', c)}")
         if key not in self.finishers:
             self.finishers[key] = (self.fresh("finish"), p)
-        if self.opt != "speed" and p.shift:
-            self.op(f"mov a, #{h(p.shift)}", "shift count")
-        self.op(f"call {self.finishers[key][0]}", "combine, shift, round, clamp, store")
+        for second in ((False, True) if p.pair else (False,)):
+            if second:       # the pair's second neuron: its sums into the plane registers
+                for k in range(p.planes.count):
+                    for b in range(p.pb_raw):
+                        self.op(f"mov a, {self.q(p, k * p.pb_raw + b)}")
+                        self.op(f"mov {self.r(f'p{k}', b)}, a")
+                        self.op(f"clear {self.q(p, k * p.pb_raw + b)}")
+            if not p.uniform_const:      # acc += this neuron's constant, from the table
+                for b in range(p.acc_bytes):
+                    self.fetch_to(fetch, nseg > 1)
+                    self.op(f"add {self.r('acc', b)}, a", "+ the neuron's constant")
+                    for c in range(b + 1, p.acc_bytes):
+                        self.op(f"addc {self.r('acc', c)}")
+            if self.opt != "speed" and p.shift:
+                self.op(f"mov a, #{h(p.shift)}", "shift count")
+            self.op(f"call {self.finishers[key][0]}", "combine, shift, round, clamp, store")
         if nseg > 1:
             same = self.fresh("sameseg")
             self.op(f"mov a, {self.r('widx')}")
@@ -496,30 +524,37 @@ class Codegen:
         self.op("ret")
 
     @staticmethod
-    def kernel_label(planes: int, pb: int, group: int, streamed: bool) -> str:
-        return f"kernel_{'s' if streamed else 'm'}{planes}_{pb}_{group}"
+    def kernel_label(planes: int, pb: int, group: int, streamed: bool, pair) -> str:
+        twin = "" if pair is None else f"x2_{pair:02x}"
+        return f"kernel_{'s' if streamed else 'm'}{planes}_{pb}_{group}{twin}"
 
-    def emit_kernel(self, planes: int, pb: int, group: int, streamed: bool) -> None:
+    def emit_kernel(self, planes: int, pb: int, group: int, streamed: bool, pair) -> None:
         a = self.asm
         source = "from _nn_read_input" if streamed else "at [ptr]"
-        a.label(self.kernel_label(planes, pb, group, streamed),
-                f"{group} inputs {source}, {planes} planes, {8 * pb}-bit sums")
-        self.kernel_body(planes, pb, group, streamed)
+        a.label(self.kernel_label(planes, pb, group, streamed, pair),
+                f"{group} inputs {source}, {planes} planes, {8 * pb}-bit sums"
+                + ("" if pair is None else f", two neurons (the second's sums at {h(pair)})"))
+        self.kernel_body(planes, pb, group, streamed, pair)
         self.op("ret")
 
-    def kernel_body(self, planes: int, pb: int, group: int, streamed: bool) -> None:
+    def kernel_body(self, planes: int, pb: int, group: int, streamed: bool, pair=None) -> None:
+        """Per input: read it, then per neuron and plane `t0sn wb, #bit / add / addc`; a
+        pair's second neuron has planes + k's bits and its sums in RAM at `pair`."""
         for i in range(group):
             if streamed:
                 self.read_input()      # ends with inc inidx, which clears C
             else:
                 self.op(f"idxm a, {self.r('ptr')}", f"input {i}")
                 self.op(f"inc {self.r('ptr')}", "also clears C")
-            for k in range(planes):
-                byte, bit = bit_of(k, i, group)
-                self.op(f"t0sn {self.r('wb', byte)}, #{bit}")
-                self.op(f"add {self.r(f'p{k}')}, a")
-                for b in range(1, pb):
-                    self.op(f"addc {self.r(f'p{k}', b)}")
+            for second in ((False, True) if pair is not None else (False,)):
+                for k in range(planes):
+                    byte, bit = bit_of(k + planes * second, i, group)
+                    dest = [h(pair + k * pb + b) for b in range(pb)] if second else \
+                        [self.r(f"p{k}", b) for b in range(pb)]
+                    self.op(f"t0sn {self.r('wb', byte)}, #{bit}")
+                    self.op(f"add {dest[0]}, a")
+                    for b in range(1, pb):
+                        self.op(f"addc {dest[b]}")
 
     def muladd(self, dst: str, dst_bytes: int, src: str, src_bytes: int, coef: int) -> None:
         """dst += coef * src (src non-negative, shifted in place), by shifts and adds."""

@@ -8,7 +8,7 @@ odd.  Clamps that interval analysis proves inactive are dropped.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -52,6 +52,12 @@ class DensePlan:
     rows: np.ndarray       # [N, row bytes]: plane bytes per group, then the constant
     per_segment: int
     uniform_const: bool    # one constant for every neuron: an immediate, not a table column
+    pair: bool = False     # neurons two at a time (rows per pair): one input read feeds both
+
+    @property
+    def units(self) -> int:
+        """Table rows: neurons, or pairs of them."""
+        return self.n // 2 if self.pair else self.n
 
     @property
     def padded_k(self) -> int:
@@ -137,3 +143,27 @@ def plan_dense(graph, name: str, where: str) -> DensePlan:
     return DensePlan(name, x, k, n, groups if planes.count else 0, group, wbytes, planes, pb_raw, pb, acc_bytes,
                      [int(c) for c in consts], shift, rounding, clamp_low, clamp_high,
                      yt.lo, unsigned_bytes(span), rows, per_segment, uniform)
+
+
+def paired(p: DensePlan) -> DensePlan | None:
+    """`p` with its neurons taken two at a time, or None when they do not pack so.
+
+    A streamed input costs a call per read, so a streaming layer reads each input once
+    for two neurons: one table byte holds both neurons' plane bits for 8 / (2 * planes)
+    inputs (neuron 2j's bits low, 2j+1's high), and each row is one pair's bytes followed
+    by both constants when they differ."""
+    planes = p.planes.count
+    if planes not in (1, 2, 4) or p.n % 2:
+        return None
+    group = 8 // (2 * planes)
+    bits = np.concatenate([p.planes.bits[:, :, 0::2], p.planes.bits[:, :, 1::2]], axis=0)
+    rows = pack_groups(bits, group).reshape(p.n // 2, -1)
+    if not p.uniform_const:
+        consts = np.array([[(int(c) >> (8 * b)) & 0xFF for b in range(p.acc_bytes)]
+                           for c in p.consts]).reshape(p.n // 2, -1)
+        rows = np.concatenate([rows, consts], axis=1)
+    per_segment = TABLE_MAX // rows.shape[1]
+    if per_segment == 0:
+        return None
+    return replace(p, groups=-(-p.k // group), group=group, wbytes=1, rows=rows,
+                   per_segment=per_segment, pair=True)

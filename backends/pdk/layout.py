@@ -48,7 +48,7 @@ class Layout:
 
     def breakdown(self) -> dict:
         out = {name: size for name, (_, size) in self.regs.items() if size}
-        out.update({(n if n.startswith("seg@") else f"%{n}"): size
+        out.update({(n if "@" in n else f"%{n}"): size
                     for n, (_, size) in self.vectors.items()})
         out.pop("%stack+", None)
         out["stack"] = self.stack[1] + self.stack_extra

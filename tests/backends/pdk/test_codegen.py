@@ -127,3 +127,19 @@ def test_streamed_input_both_ways(opt):
     asm = art.files["model.asm"]
     assert "stage" not in asm and "call _nn_read_input" in asm
     assert ("kernel_s" in asm) == (opt == "size")       # speed inlines the kernel
+
+
+@pytest.mark.parametrize("value_set,n,bias", [("binary", 10, True), ("pm2", 12, True),
+                                              ("odd4", 8, False), ("pm2", 9, True)])
+def test_a_streamed_layer_reads_each_input_once_per_pair_of_neurons(value_set, n, bias):
+    # 1, 2 and 4 planes pack two neurons per table byte; an odd count falls back to one
+    rng = np.random.default_rng(n)
+    m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (56, n), value_set), -3,
+                             rng.integers(-200, 200, n) if bias else None, True, -1, "uint8"),
+                   qdq.Layer(qdq.random_weights(rng, (n, 6), "pm2"), -2, None, False, -1)],
+                  56, in_exp=-6, in_dtype="int8", argmax=True)
+    model = qdq.build(m)
+    x = qdq.random_inputs(rng, m, 6)
+    art, _ = _bit_exact(model, x, "pms150c")
+    assert art.report["input"] == "streamed"
+    assert ("x2_" in art.files["model.asm"]) == (n % 2 == 0)
