@@ -273,12 +273,9 @@ class Codegen:
         for label, targets, seg in self.dispatchers:
             a.section("tables")
             a.label(label, "the current segment's table, at index widx")
-            self.op(f"mov a, {seg}")
+            self.op(f"mov a, {seg}", "1, 3, 5, ...: two words per segment")
             self.op("pcadd a")
             for t in targets:
-                self.op(f"goto {t}_at")
-            for t in targets:
-                a.label(f"{t}_at")
                 self.op(f"mov a, {self.r('widx')}")
                 self.op(f"goto {t}")
         for label, data in self.tables:
@@ -461,6 +458,7 @@ class Codegen:
             self.op(f"mov a, {self.r('widx')}")
             self.op(f"ceqsn a, #{h((1 + p.per_segment * p.rows.shape[1]) & 0xFF)}", "segment done?")
             self.op(f"goto {same}")
+            self.op(f"inc {self.seg(p)}")
             self.op(f"inc {self.seg(p)}")
             self.movi("widx", 1)
             a.label(same)
