@@ -438,12 +438,12 @@ class Codegen:
         if key not in self.finishers:
             self.finishers[key] = (self.fresh("finish"), p)
         for second in ((False, True) if p.pair else (False,)):
-            if second:       # the pair's second neuron: its sums into the plane registers
+            if second:       # the pair's second neuron: its sums into the (zeroed) plane
+                self.op("mov a, #0x00")                       # registers, zeros back
                 for k in range(p.planes.count):
                     for b in range(p.pb_raw):
-                        self.op(f"mov a, {self.q(p, k * p.pb_raw + b)}")
-                        self.op(f"mov {self.r(f'p{k}', b)}, a")
-                        self.op(f"clear {self.q(p, k * p.pb_raw + b)}")
+                        self.op(f"xch {self.q(p, k * p.pb_raw + b)}", "A <-> second's sum")
+                        self.op(f"xch {self.r(f'p{k}', b)}", "... A = 0 again")
             if not p.uniform_const:      # acc += this neuron's constant, from the table
                 for b in range(p.acc_bytes):
                     self.fetch_to(fetch, nseg > 1)
