@@ -15,7 +15,7 @@ import numpy as np
 from tinycc_nn.backend import Backend, Program
 from tinycc_nn.errors import DoesNotFit, TinyccError
 
-from . import sdas
+from . import library, sdas
 from .codegen import Codegen
 from .isa import CORES
 from .parts import PARTS
@@ -102,7 +102,7 @@ class PdkBackend(Backend):
                              f"{spec.ram_bytes} bytes")
         files = {"model.asm": source}
         if not options.get("harness", True):
-            files["model.h"] = gen.header()
+            files["model.h"] = library.header(gen)
         vectors = {}
         for name, plan in gen.plans.items():
             base, _ = lay.vectors[name]
@@ -112,7 +112,7 @@ class PdkBackend(Backend):
                   "rom_capacity": spec.usable_rom_words, "ram_used": lay.used,
                   "ram_capacity": spec.ram_bytes, "ram_breakdown": lay.breakdown(),
                   "rom_breakdown": dict(words), "input": "ram" if gen.input_in_ram else "streamed",
-                  "stack_bytes": gen.stack_bytes(),
+                  "stack_bytes": library.stack_bytes(gen),
                   "cycles_per_inference": None, "instructions_per_inference": None}
         self._last = (meta, None)
         if sdas.available(self.core) and options.get("harness", True):

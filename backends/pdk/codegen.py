@@ -31,11 +31,10 @@ from tinycc_nn.errors import TinyccError
 
 from .asm import Asm, h
 from .layers import DensePlan, paired, plan_dense
+from . import library, routines
 from .layout import Layout, place_stack, place_vectors
-from .planes import bit_of
 
-FLAG, SP = 0x00, 0x02
-Z, C = 0, 1
+SP = 0x02
 RAM_FIRST_LIBRARY = 2     # SDCC keeps its pseudo-register p at 0x00-0x01
 READ_SHIM = "__nn_read_input_a"
 
@@ -216,7 +215,7 @@ class Codegen:
         if ss:
             a.comment(f"  {h(sb)}..{h(sb + ss - 1)}  stack ({ss // 2} calls deep)")
         else:
-            a.comment(f"  stack: the caller's, {self.stack_bytes()} bytes including the call")
+            a.comment(f"  stack: the caller's, {library.stack_bytes(self)} bytes including the call")
         for name, (base, size) in sorted(self.layout.vectors.items(), key=lambda kv: kv[1]):
             what = "stack, one call deeper while the input streams" if name == "stack+" \
                 else f"table segment of %{name[4:]}" if name.startswith("seg@") \
@@ -248,7 +247,7 @@ class Codegen:
                 self.emit_dense(self.plans[n])
             elif g.op(n) == "argmax":
                 a.section(n)
-                self.emit_argmax(n)
+                routines.argmax(self, n)
                 result = n
             if n == self.stop_after:      # a measuring build: halt once this layer is done
                 self.op("stopsys")
@@ -260,16 +259,16 @@ class Codegen:
         self.op("ret")
         for key in sorted(self.kernels):
             a.section("kernels")
-            self.emit_kernel(*key)
+            routines.kernel(self, *key)
         for key in sorted(self.usums):
             a.section("input_sums")
-            self.emit_usum(*key)
+            routines.input_sum(self, *key)
         for label, plan in self.finishers.values():
             a.section("finish")
             users = ", ".join(n for n, q in self.plans.items()
                               if self.finisher_key(q) == self.finisher_key(plan))
             a.label(label, f"finish a neuron of {users}")
-            self.emit_finish(plan)
+            routines.finish(self, plan)
         for label, targets, seg in self.dispatchers:
             a.section("tables")
             a.label(label, "the current segment's table, at index widx")
@@ -298,47 +297,6 @@ class Codegen:
             for _ in range(self.input_table_size()):
                 self.op("ret #0x00")
         return a.render()
-
-    def stack_bytes(self) -> int:
-        """Stack bytes one inference needs, its own call included (a library build's
-        firmware adds what its nn_read_input uses)."""
-        streams = any(self.streamed(p) for p in self.plans.values())
-        return 2 * (3 if streams else 2)
-
-    def header(self, symbol_prefix: str = "NN") -> str:
-        """model.h for a library build: the prototypes and where the model lives."""
-        g, lay = self.graph, self.layout
-        k = g.type(self.input_name).size
-        lines = [f"/* tinycc-nn: @{g.name} for {self.part} ({self.core_name}), library build.",
-                 " * Link: sdcc -m" + self.core_name + f" --data-loc {h(lay.used)} main.c model.rel",
-                 " * (model.rel: sdas" + self.core_name + " -plosgffw model.asm). The model owns RAM",
-                 f" * {h(self.ram_first)}..{h(lay.used - 1)} (SDCC's p stays at 0x00-0x01) and "
-                 "runs on your stack. */",
-                 "#ifndef TINYCC_NN_MODEL_H", "#define TINYCC_NN_MODEL_H", "",
-                 f"#define {symbol_prefix}_INPUT_SIZE {k}",
-                 f"#define {symbol_prefix}_INPUT_READS {self.input_table_size()}"
-                 "  /* indices nn_read_input may be asked for; past INPUT_SIZE, any value */",
-                 f"#define {symbol_prefix}_RAM_FIRST {h(self.ram_first)}",
-                 f"#define {symbol_prefix}_RAM_END {h(lay.used)}  /* pass to --data-loc */",
-                 f"#define {symbol_prefix}_STACK_BYTES {self.stack_bytes()}"
-                 "  /* with the call, beyond what nn_read_input itself needs */", ""]
-        for name, plan in self.plans.items():
-            if any(g.op(u) == "output" for u in g.users(name)):
-                macro = "".join(c if c.isalnum() else "_" for c in name).upper()
-                base, _ = lay.vectors[name]
-                lines.append(f"/* %{name}: {plan.n} values, element i = RAM[{h(base)} + i] + "
-                             f"({plan.out_lo}) after nn_infer returns */")
-                lines.append(f"#define {symbol_prefix}_OUT_{macro} ((volatile unsigned char *){h(base)})")
-        lo = g.type(self.input_name).lo
-        lines += ["",
-                  "/* One inference; returns the class index (0 if the model has no ArgMax). */",
-                  "unsigned char nn_infer(void);",
-                  f"/* Yours: the quantized input element `index` ({g.attrs(self.input_name)['qdtype']}, "
-                  f"as QuantizeLinear gives it{'; the model adds ' + str(-lo) + ' itself' if lo else ''}).",
-                  " * Called with SDCC's default (non-reentrant) convention; it may be asked for an",
-                  " * index more than once, so return the same value each time. */",
-                  "unsigned char nn_read_input(unsigned char index);", "", "#endif", ""]
-        return "\n".join(lines)
 
     def input_table_size(self) -> int:
         """Input indices the program reads: the streaming kernels read whole groups."""
@@ -392,7 +350,7 @@ class Codegen:
                 self.movi("wb", p.k)
                 ukey = (streamed, p.acc_bytes, p.planes.offset)
                 self.usums.add(ukey)
-                self.op(f"call {self.usum_label(*ukey)}", f"u += {p.planes.offset} * sum of inputs")
+                self.op(f"call {routines.usum_label(*ukey)}", f"u += {p.planes.offset} * sum of inputs")
         if p.pair:      # the second neuron's sums start at zero too
             for b in range(p.planes.count * p.pb_raw):
                 self.op(f"clear {self.q(p, b)}")
@@ -424,10 +382,10 @@ class Codegen:
             kkey = (p.planes.count, p.pb_raw, p.group, streamed,
                     self.layout.vectors[f"pair@{p.name}"][0] if p.pair else None)
             if self.opt == "speed":      # the kernel inline: no call and return per group
-                self.kernel_body(*kkey)
+                routines.kernel_body(self, *kkey)
             else:
                 self.kernels.add(kkey)
-                self.op(f"call {self.kernel_label(*kkey)}")
+                self.op(f"call {routines.kernel_label(*kkey)}")
             if streamed:
                 self.op(f"mov a, {self.r('inidx')}")
                 self.op(f"ceqsn a, #{h(p.padded_k)}", "all groups done?")
@@ -487,202 +445,3 @@ class Codegen:
         else:
             self.op(f"inc {self.r('widx')}")     # inc leaves A alone
 
-    @staticmethod
-    def usum_label(streamed: bool, nbytes: int, offset: int) -> str:
-        return f"usum_{'s' if streamed else 'm'}{nbytes}_{'n' if offset < 0 else 'p'}{abs(offset)}"
-
-    def emit_usum(self, streamed: bool, nbytes: int, offset: int) -> None:
-        """u += offset * (sum of WB input bytes), from [ptr] or the input routine."""
-        a = self.asm
-        a.label(self.usum_label(streamed, nbytes, offset),
-                f"u += {offset} * (sum of wb inputs {'from _nn_read_input' if streamed else 'at [ptr]'})")
-        repeat = abs(offset) if abs(offset) <= 2 else 0
-        if not repeat:               # sum into acc, then u += offset * acc by shift-and-add
-            for b in range(nbytes):
-                self.op(f"clear {self.r('acc', b)}")
-        loop = self.fresh("usum")
-        a.label(loop)
-        if streamed:
-            self.read_input()
-        else:
-            self.op(f"idxm a, {self.r('ptr')}")
-            self.op(f"inc {self.r('ptr')}")
-        dst = "u" if repeat else "acc"
-        add, addc = ("sub", "subc") if repeat and offset < 0 else ("add", "addc")
-        for _ in range(max(repeat, 1)):
-            self.op(f"{add} {self.r(dst, 0)}, a")
-            for b in range(1, nbytes):
-                self.op(f"{addc} {self.r(dst, b)}")
-        self.op(f"dzsn {self.r('wb')}")
-        self.op(f"goto {loop}")
-        if not repeat:
-            self.muladd("u", nbytes, "acc", nbytes, offset)
-            for b in range(nbytes):
-                self.op(f"clear {self.r('acc', b)}", "the sums start at zero")
-        self.op("ret")
-
-    @staticmethod
-    def kernel_label(planes: int, pb: int, group: int, streamed: bool, pair) -> str:
-        twin = "" if pair is None else f"x2_{pair:02x}"
-        return f"kernel_{'s' if streamed else 'm'}{planes}_{pb}_{group}{twin}"
-
-    def emit_kernel(self, planes: int, pb: int, group: int, streamed: bool, pair) -> None:
-        a = self.asm
-        source = "from _nn_read_input" if streamed else "at [ptr]"
-        a.label(self.kernel_label(planes, pb, group, streamed, pair),
-                f"{group} inputs {source}, {planes} planes, {8 * pb}-bit sums"
-                + ("" if pair is None else f", two neurons (the second's sums at {h(pair)})"))
-        self.kernel_body(planes, pb, group, streamed, pair)
-        self.op("ret")
-
-    def kernel_body(self, planes: int, pb: int, group: int, streamed: bool, pair=None) -> None:
-        """Per input: read it, then per neuron and plane `t0sn wb, #bit / add / addc`; a
-        pair's second neuron has planes + k's bits and its sums in RAM at `pair`."""
-        for i in range(group):
-            if streamed:
-                self.read_input()      # ends with inc inidx, which clears C
-            else:
-                self.op(f"idxm a, {self.r('ptr')}", f"input {i}")
-                self.op(f"inc {self.r('ptr')}", "also clears C")
-            for second in ((False, True) if pair is not None else (False,)):
-                for k in range(planes):
-                    byte, bit = bit_of(k + planes * second, i, group)
-                    dest = [h(pair + k * pb + b) for b in range(pb)] if second else \
-                        [self.r(f"p{k}", b) for b in range(pb)]
-                    self.op(f"t0sn {self.r('wb', byte)}, #{bit}")
-                    self.op(f"add {dest[0]}, a")
-                    for b in range(1, pb):
-                        self.op(f"addc {dest[b]}")
-
-    def muladd(self, dst: str, dst_bytes: int, src: str, src_bytes: int, coef: int) -> None:
-        """dst += coef * src (src non-negative, shifted in place), by shifts and adds."""
-        neg, m = coef < 0, abs(coef)
-        while m:
-            if m & 1:
-                for b in range(dst_bytes):
-                    if b < src_bytes:
-                        self.op(f"mov a, {self.r(src, b)}")
-                        op = ("sub" if neg else "add") if b == 0 else ("subc" if neg else "addc")
-                        self.op(f"{op} {self.r(dst, b)}, a")
-                    else:
-                        self.op(f"{'subc' if neg else 'addc'} {self.r(dst, b)}")
-            m >>= 1
-            if m:
-                self.op(f"sl {self.r(src, 0)}")
-                for b in range(1, src_bytes):
-                    self.op(f"slc {self.r(src, b)}")
-
-    def emit_finish(self, p: DensePlan) -> None:
-        """acc (= P0 when aliased) += u + sum_k coef_k * P_k (mod 2^(8n): the result fits,
-        so the order of the terms does not matter); then floor-shift (the rounding is in
-        the constant), fix ties, clamp and store at [oidx]."""
-        n, s = p.acc_bytes, p.shift
-        loop = self.opt != "speed" and s > 0
-        if loop:
-            self.op(f"mov {self.r('wb')}, a", "shift count")
-        self.asm.comment("acc += u + sum_k coef_k * P_k")
-        if p.finish_key(False)[-1]:
-            for b in range(n):
-                self.op(f"mov a, {self.r('u', b)}")
-                self.op(f"{'add' if b == 0 else 'addc'} {self.r('acc', b)}, a")
-        for k, coef in enumerate(p.planes.coefs):
-            if k == 0 and self.acc_alias:
-                continue
-            self.muladd("acc", n, f"p{k}", self.layout.regs[f"p{k}"][1], coef)
-        if s:
-            tie = p.rounding != "floor"
-            self.asm.comment(f"arithmetic shift right by {'A' if loop else s}"
-                             + (", ptr.0 = not a tie" if tie else ""))
-            if tie:
-                self.op(f"clear {self.r('ptr')}")
-            head = self.fresh("shr") if loop else None
-            if head:
-                self.asm.label(head)
-            for _ in range(1 if loop else s):
-                self.op(f"mov a, {self.r('acc', n - 1)}")
-                self.op("sl a", "C = sign")
-                for b in reversed(range(n)):
-                    self.op(f"src {self.r('acc', b)}")
-                if tie:   # a tie shifts out all zeros (half to even) or all ones (to odd)
-                    test = "t0sn" if p.rounding == "half_even" else "t1sn"
-                    self.op(f"{test}.io {h(FLAG)}, #{C}")
-                    self.op(f"set1 {self.r('ptr')}, #0")
-            if head:
-                self.op(f"dzsn {self.r('wb')}")
-                self.op(f"goto {head}")
-            if tie:
-                self.op(f"t1sn {self.r('ptr')}, #0", "a tie: round to "
-                        + ("even" if p.rounding == "half_even" else "odd"))
-                self.op(f"{'set0' if p.rounding == 'half_even' else 'set1'} {self.r('acc')}, #0")
-        if p.clamp_low:
-            ok = self.fresh("nonneg")
-            self.op(f"t1sn {self.r('acc', n - 1)}, #7", "clamp below")
-            self.op(f"goto {ok}")
-            for b in range(n):
-                self.op(f"clear {self.r('acc', b)}")
-            self.asm.label(ok)
-        if p.clamp_high is not None:
-            hi = p.clamp_high
-            ok, sat = self.fresh("le"), self.fresh("sat")
-            if n > p.out_bytes:
-                self.op(f"mov a, {self.r('acc', p.out_bytes)}", "clamp above")
-                for b in range(p.out_bytes + 1, n):
-                    self.op(f"or a, {self.r('acc', b)}")
-                self.op(f"t1sn.io {h(FLAG)}, #{Z}")
-                self.op(f"goto {sat}")
-            if p.out_bytes == 1 and hi < 255:
-                self.op(f"mov a, #{h(hi)}")
-                self.op(f"sub a, {self.r('acc', 0)}", "C when acc > bound")
-                self.op(f"t1sn.io {h(FLAG)}, #{C}")
-                self.op(f"goto {ok}")
-            elif p.out_bytes > 1:
-                raise TinyccError(f"%{p.name}: a saturating multi-byte output is not supported by "
-                                  "the pdk backend")
-            else:
-                self.op(f"goto {ok}")
-            self.asm.label(sat)
-            self.op(f"mov a, #{h(hi & 0xFF)}")
-            self.op(f"mov {self.r('acc', 0)}, a")
-            self.asm.label(ok)
-        for b in range(p.out_bytes):
-            self.op(f"mov a, {self.r('oidx')}")
-            self.op(f"mov {self.r('ptr')}, a")
-            self.op(f"mov a, {self.r('acc', b)}")
-            self.op(f"idxm {self.r('ptr')}, a", "store")
-            self.op(f"inc {self.r('oidx')}")
-        self.clear_sums()
-        self.op("ret")
-
-    def emit_argmax(self, name: str) -> None:
-        g = self.graph
-        src = g.operands(name)[0]
-        base, _ = self.layout.vectors[src]
-        last = g.attrs(name)["last"]
-        self.asm.comment(f"argmax over %{src} ({'last' if last else 'first'} maximum)")
-        self.movi("ptr", base)
-        self.op(f"idxm a, {self.r('ptr')}")
-        self.op(f"mov {self.r('best')}, a")
-        self.op(f"clear {self.r('besti')}")
-        count = g.type(src).size - 1
-        if count == 0:
-            return
-        self.op(f"clear {self.r('amax_i')}")
-        self.movi("count", count)
-        loop, keep = self.fresh("amax"), self.fresh("keep")
-        self.asm.label(loop)
-        self.op(f"inc {self.r('ptr')}")
-        self.op(f"inc {self.r('amax_i')}")
-        self.op(f"idxm a, {self.r('ptr')}")
-        self.op(f"sub a, {self.r('best')}", "x - best: C when x < best")
-        self.op(f"t0sn.io {h(FLAG)}, #{C}")
-        self.op(f"goto {keep}")
-        if not last:     # the first maximum: an equal value does not replace it
-            self.op(f"t0sn.io {h(FLAG)}, #{Z}")
-            self.op(f"goto {keep}")
-        self.op(f"add a, {self.r('best')}", "x again")
-        self.op(f"mov {self.r('best')}, a")
-        self.op(f"mov a, {self.r('amax_i')}")
-        self.op(f"mov {self.r('besti')}, a")
-        self.asm.label(keep)
-        self.op(f"dzsn {self.r('count')}")
-        self.op(f"goto {loop}")

@@ -1,0 +1,222 @@
+"""The shared subroutines of a Padauk program: kernels, input sums, finish, argmax.
+
+Each is emitted once per distinct key and called from the layer loops that `codegen`
+writes; `gen` is that Codegen (its layout, assembler buffer and options).
+"""
+from __future__ import annotations
+
+from tinycc_nn.errors import TinyccError
+
+from .asm import h
+from .layers import DensePlan
+from .planes import bit_of
+
+FLAG = 0x00
+Z, C = 0, 1
+
+
+def kernel_label(planes: int, pb: int, group: int, streamed: bool, pair) -> str:
+    twin = "" if pair is None else f"x2_{pair:02x}"
+    return f"kernel_{'s' if streamed else 'm'}{planes}_{pb}_{group}{twin}"
+
+
+def kernel(gen, planes: int, pb: int, group: int, streamed: bool, pair) -> None:
+    a = gen.asm
+    source = "from _nn_read_input" if streamed else "at [ptr]"
+    a.label(kernel_label(planes, pb, group, streamed, pair),
+            f"{group} inputs {source}, {planes} planes, {8 * pb}-bit sums"
+            + ("" if pair is None else f", two neurons (the second's sums at {h(pair)})"))
+    kernel_body(gen, planes, pb, group, streamed, pair)
+    gen.op("ret")
+
+
+def kernel_body(gen, planes: int, pb: int, group: int, streamed: bool, pair=None) -> None:
+    """Per input: read it, then per neuron and plane `t0sn wb, #bit / add / addc`; a
+    pair's second neuron has planes + k's bits and its sums in RAM at `pair`."""
+    for i in range(group):
+        if streamed:
+            gen.read_input()      # ends with inc inidx, which clears C
+        else:
+            gen.op(f"idxm a, {gen.r('ptr')}", f"input {i}")
+            gen.op(f"inc {gen.r('ptr')}", "also clears C")
+        for second in ((False, True) if pair is not None else (False,)):
+            for k in range(planes):
+                byte, bit = bit_of(k + planes * second, i, group)
+                dest = [h(pair + k * pb + b) for b in range(pb)] if second else \
+                    [gen.r(f"p{k}", b) for b in range(pb)]
+                gen.op(f"t0sn {gen.r('wb', byte)}, #{bit}")
+                gen.op(f"add {dest[0]}, a")
+                for b in range(1, pb):
+                    gen.op(f"addc {dest[b]}")
+
+
+def usum_label(streamed: bool, nbytes: int, offset: int) -> str:
+    return f"usum_{'s' if streamed else 'm'}{nbytes}_{'n' if offset < 0 else 'p'}{abs(offset)}"
+
+
+def input_sum(gen, streamed: bool, nbytes: int, offset: int) -> None:
+    """u += offset * (sum of WB input bytes), from [ptr] or the input routine."""
+    a = gen.asm
+    a.label(usum_label(streamed, nbytes, offset),
+            f"u += {offset} * (sum of wb inputs {'from _nn_read_input' if streamed else 'at [ptr]'})")
+    repeat = abs(offset) if abs(offset) <= 2 else 0
+    if not repeat:               # sum into acc, then u += offset * acc by shift-and-add
+        for b in range(nbytes):
+            gen.op(f"clear {gen.r('acc', b)}")
+    loop = gen.fresh("usum")
+    a.label(loop)
+    if streamed:
+        gen.read_input()
+    else:
+        gen.op(f"idxm a, {gen.r('ptr')}")
+        gen.op(f"inc {gen.r('ptr')}")
+    dst = "u" if repeat else "acc"
+    add, addc = ("sub", "subc") if repeat and offset < 0 else ("add", "addc")
+    for _ in range(max(repeat, 1)):
+        gen.op(f"{add} {gen.r(dst, 0)}, a")
+        for b in range(1, nbytes):
+            gen.op(f"{addc} {gen.r(dst, b)}")
+    gen.op(f"dzsn {gen.r('wb')}")
+    gen.op(f"goto {loop}")
+    if not repeat:
+        muladd(gen, "u", nbytes, "acc", nbytes, offset)
+        for b in range(nbytes):
+            gen.op(f"clear {gen.r('acc', b)}", "the sums start at zero")
+    gen.op("ret")
+
+
+def muladd(gen, dst: str, dst_bytes: int, src: str, src_bytes: int, coef: int) -> None:
+    """dst += coef * src (src non-negative, shifted in place), by shifts and adds."""
+    neg, m = coef < 0, abs(coef)
+    while m:
+        if m & 1:
+            for b in range(dst_bytes):
+                if b < src_bytes:
+                    gen.op(f"mov a, {gen.r(src, b)}")
+                    op = ("sub" if neg else "add") if b == 0 else ("subc" if neg else "addc")
+                    gen.op(f"{op} {gen.r(dst, b)}, a")
+                else:
+                    gen.op(f"{'subc' if neg else 'addc'} {gen.r(dst, b)}")
+        m >>= 1
+        if m:
+            gen.op(f"sl {gen.r(src, 0)}")
+            for b in range(1, src_bytes):
+                gen.op(f"slc {gen.r(src, b)}")
+
+
+def finish(gen, p: DensePlan) -> None:
+    """acc (= P0 when aliased) += u + sum_k coef_k * P_k (mod 2^(8n): the result fits,
+    so the order of the terms does not matter); then floor-shift (the rounding is in
+    the constant), fix ties, clamp and store at [oidx]."""
+    n, s = p.acc_bytes, p.shift
+    loop = gen.opt != "speed" and s > 0
+    if loop:
+        gen.op(f"mov {gen.r('wb')}, a", "shift count")
+    gen.asm.comment("acc += u + sum_k coef_k * P_k")
+    if p.finish_key(False)[-1]:
+        for b in range(n):
+            gen.op(f"mov a, {gen.r('u', b)}")
+            gen.op(f"{'add' if b == 0 else 'addc'} {gen.r('acc', b)}, a")
+    for k, coef in enumerate(p.planes.coefs):
+        if k == 0 and gen.acc_alias:
+            continue
+        muladd(gen, "acc", n, f"p{k}", gen.layout.regs[f"p{k}"][1], coef)
+    if s:
+        tie = p.rounding != "floor"
+        gen.asm.comment(f"arithmetic shift right by {'A' if loop else s}"
+                         + (", ptr.0 = not a tie" if tie else ""))
+        if tie:
+            gen.op(f"clear {gen.r('ptr')}")
+        head = gen.fresh("shr") if loop else None
+        if head:
+            gen.asm.label(head)
+        for _ in range(1 if loop else s):
+            gen.op(f"mov a, {gen.r('acc', n - 1)}")
+            gen.op("sl a", "C = sign")
+            for b in reversed(range(n)):
+                gen.op(f"src {gen.r('acc', b)}")
+            if tie:   # a tie shifts out all zeros (half to even) or all ones (to odd)
+                test = "t0sn" if p.rounding == "half_even" else "t1sn"
+                gen.op(f"{test}.io {h(FLAG)}, #{C}")
+                gen.op(f"set1 {gen.r('ptr')}, #0")
+        if head:
+            gen.op(f"dzsn {gen.r('wb')}")
+            gen.op(f"goto {head}")
+        if tie:
+            gen.op(f"t1sn {gen.r('ptr')}, #0", "a tie: round to "
+                    + ("even" if p.rounding == "half_even" else "odd"))
+            gen.op(f"{'set0' if p.rounding == 'half_even' else 'set1'} {gen.r('acc')}, #0")
+    if p.clamp_low:
+        ok = gen.fresh("nonneg")
+        gen.op(f"t1sn {gen.r('acc', n - 1)}, #7", "clamp below")
+        gen.op(f"goto {ok}")
+        for b in range(n):
+            gen.op(f"clear {gen.r('acc', b)}")
+        gen.asm.label(ok)
+    if p.clamp_high is not None:
+        hi = p.clamp_high
+        ok, sat = gen.fresh("le"), gen.fresh("sat")
+        if n > p.out_bytes:
+            gen.op(f"mov a, {gen.r('acc', p.out_bytes)}", "clamp above")
+            for b in range(p.out_bytes + 1, n):
+                gen.op(f"or a, {gen.r('acc', b)}")
+            gen.op(f"t1sn.io {h(FLAG)}, #{Z}")
+            gen.op(f"goto {sat}")
+        if p.out_bytes == 1 and hi < 255:
+            gen.op(f"mov a, #{h(hi)}")
+            gen.op(f"sub a, {gen.r('acc', 0)}", "C when acc > bound")
+            gen.op(f"t1sn.io {h(FLAG)}, #{C}")
+            gen.op(f"goto {ok}")
+        elif p.out_bytes > 1:
+            raise TinyccError(f"%{p.name}: a saturating multi-byte output is not supported by "
+                              "the pdk backend")
+        else:
+            gen.op(f"goto {ok}")
+        gen.asm.label(sat)
+        gen.op(f"mov a, #{h(hi & 0xFF)}")
+        gen.op(f"mov {gen.r('acc', 0)}, a")
+        gen.asm.label(ok)
+    for b in range(p.out_bytes):
+        gen.op(f"mov a, {gen.r('oidx')}")
+        gen.op(f"mov {gen.r('ptr')}, a")
+        gen.op(f"mov a, {gen.r('acc', b)}")
+        gen.op(f"idxm {gen.r('ptr')}, a", "store")
+        gen.op(f"inc {gen.r('oidx')}")
+    gen.clear_sums()
+    gen.op("ret")
+
+
+def argmax(gen, name: str) -> None:
+    g = gen.graph
+    src = g.operands(name)[0]
+    base, _ = gen.layout.vectors[src]
+    last = g.attrs(name)["last"]
+    gen.asm.comment(f"argmax over %{src} ({'last' if last else 'first'} maximum)")
+    gen.movi("ptr", base)
+    gen.op(f"idxm a, {gen.r('ptr')}")
+    gen.op(f"mov {gen.r('best')}, a")
+    gen.op(f"clear {gen.r('besti')}")
+    count = g.type(src).size - 1
+    if count == 0:
+        return
+    gen.op(f"clear {gen.r('amax_i')}")
+    gen.movi("count", count)
+    loop, keep = gen.fresh("amax"), gen.fresh("keep")
+    gen.asm.label(loop)
+    gen.op(f"inc {gen.r('ptr')}")
+    gen.op(f"inc {gen.r('amax_i')}")
+    gen.op(f"idxm a, {gen.r('ptr')}")
+    gen.op(f"sub a, {gen.r('best')}", "x - best: C when x < best")
+    gen.op(f"t0sn.io {h(FLAG)}, #{C}")
+    gen.op(f"goto {keep}")
+    if not last:     # the first maximum: an equal value does not replace it
+        gen.op(f"t0sn.io {h(FLAG)}, #{Z}")
+        gen.op(f"goto {keep}")
+    gen.op(f"add a, {gen.r('best')}", "x again")
+    gen.op(f"mov {gen.r('best')}, a")
+    gen.op(f"mov a, {gen.r('amax_i')}")
+    gen.op(f"mov {gen.r('besti')}, a")
+    gen.asm.label(keep)
+    gen.op(f"dzsn {gen.r('count')}")
+    gen.op(f"goto {loop}")
+
