@@ -55,6 +55,7 @@ class Codegen:
         self.kernels = set()
         self.usums = set()
         self.finishers = {}       # finish_key -> (label, a plan with that key)
+        self.tails = {}           # routines.tail_key -> label of the shared finish tail
         self.tables = []          # (label, bytes)
         self.dispatchers = []     # (label, table labels) for layers spanning several tables
 

@@ -104,6 +104,13 @@ def muladd(gen, dst: str, dst_bytes: int, src: str, src_bytes: int, coef: int) -
                 gen.op(f"slc {gen.r(src, b)}")
 
 
+def tail_key(gen, p: DensePlan) -> tuple:
+    """What the code after the combine depends on: finishes of layers with other weight
+    planes but the same output shape jump into one copy of it."""
+    shift = p.shift if gen.opt == "speed" else p.shift > 0
+    return (p.acc_bytes, shift, p.rounding, p.clamp_low, p.clamp_high, p.out_bytes)
+
+
 def finish(gen, p: DensePlan) -> None:
     """acc (= P0 when aliased) += u + sum_k coef_k * P_k (mod 2^(8n): the result fits,
     so the order of the terms does not matter); then floor-shift (the rounding is in
@@ -121,6 +128,12 @@ def finish(gen, p: DensePlan) -> None:
         if k == 0 and gen.acc_alias:
             continue
         muladd(gen, "acc", n, f"p{k}", gen.layout.regs[f"p{k}"][1], coef)
+    key = tail_key(gen, p)
+    if key in gen.tails:         # another plane structure already wrote this tail
+        gen.op(f"goto {gen.tails[key]}", "shift, round, clamp, store")
+        return
+    gen.tails[key] = gen.fresh("finish_tail")
+    gen.asm.label(gen.tails[key], "shared by every finish with this output shape")
     if s:
         tie = p.rounding != "floor"
         gen.asm.comment(f"arithmetic shift right by {'A' if loop else s}"
