@@ -75,16 +75,34 @@ class PdkBackend(Backend):
     input_in_ram = False
     options = {"opt": ("size", "size|speed: speed inlines the kernel in every layer's loop and "
                                "gives each layer its own finish with the shift unrolled"),
+               "reads_shared_by": (None, "1|2|4: neurons of a streaming layer that share each "
+                                         "input read (default: chosen by --opt)"),
                "harness": (True, "add the reset stub and the ROM input table (simulator build); "
                                  "false: a library for SDCC firmware, with model.h")}
 
     def codegen(self, graph, options, stop_after=None) -> Codegen:
+        """The program for `options`: `--opt size` takes the variant with the fewest words,
+        `--opt speed` the fastest one that fits the ROM (variants differ in how many
+        neurons share each read of a streamed input; `reads_shared_by` fixes it)."""
         spec = PARTS[self.part]
-        gen = Codegen(graph, self.core, CORES[self.core], spec.name, spec.ram_bytes,
-                      harness=bool(options.get("harness", True)), opt=options.get("opt", "size"))
-        gen.stop_after = stop_after
-        gen.source = gen.emit()
-        return gen
+        opt = options.get("opt", "size")
+        fixed = options.get("reads_shared_by")
+        candidates = [int(fixed)] if fixed is not None else [4, 2, 1]
+        if any(w not in (1, 2, 4) for w in candidates):
+            raise TinyccError(f"--option reads_shared_by={fixed}: expected 1, 2 or 4")
+        best = None
+        for ways in candidates:       # fastest first
+            gen = Codegen(graph, self.core, CORES[self.core], spec.name, spec.ram_bytes,
+                          harness=bool(options.get("harness", True)), opt=opt, ways=ways)
+            gen.stop_after = stop_after
+            gen.source = gen.emit()
+            if opt == "speed" and gen.asm.words <= spec.usable_rom_words:
+                return gen
+            if best is None or gen.asm.words < best.asm.words:
+                best = gen
+            if gen.widest < ways:     # nothing reads that wide: narrower is the same program
+                break
+        return best
 
     def emit(self, graph, options):
         spec = PARTS[self.part]
@@ -112,7 +130,7 @@ class PdkBackend(Backend):
                   "rom_capacity": spec.usable_rom_words, "ram_used": lay.used,
                   "ram_capacity": spec.ram_bytes, "ram_breakdown": lay.breakdown(),
                   "rom_breakdown": dict(words), "input": "ram" if gen.input_in_ram else "streamed",
-                  "stack_bytes": library.stack_bytes(gen),
+                  "stack_bytes": library.stack_bytes(gen), "reads_shared_by": gen.widest,
                   "cycles_per_inference": None, "instructions_per_inference": None}
         self._last = (meta, None)
         if sdas.available(self.core) and options.get("harness", True):
@@ -141,8 +159,9 @@ class PdkBackend(Backend):
         g = artifact.graph
         layers = [n for n in g.order() if g.op(n) in ("dense", "argmax")]
         out, before = {}, 0
+        same = dict(artifact.options, reads_shared_by=artifact.report["reads_shared_by"])
         for n in layers[:-1]:
-            gen = self.codegen(g, artifact.options, stop_after=n)
+            gen = self.codegen(g, same, stop_after=n)
             probe = SimpleNamespace(graph=g, meta=artifact.meta,
                                     assembly=sdas.assemble(gen.source, self.core))
             cycles = PdkProgram(probe, self).run_one(x).cycles

@@ -30,7 +30,7 @@ from __future__ import annotations
 from tinycc_nn.errors import TinyccError
 
 from .asm import Asm, h
-from .layers import DensePlan, paired, plan_dense
+from .layers import DensePlan, plan_dense, widened
 from . import library, routines
 from .layout import Layout, place_stack, place_vectors
 
@@ -41,9 +41,11 @@ READ_SHIM = "__nn_read_input_a"
 
 class Codegen:
     def __init__(self, graph, core_name: str, core, part: str, ram_bytes: int, harness: bool,
-                 opt: str = "size"):
+                 opt: str = "size", ways: int = 2):
         self.graph, self.core_name, self.part = graph, core_name, part
         self.opt = opt
+        self.ways = ways          # at most this many neurons share a streamed input read
+        self.widest = 1           # ... and this many do in the program written
         self.stop_after = None    # set to a layer name to measure the program up to it
         self.asm = Asm(core)
         self.harness = harness
@@ -70,9 +72,11 @@ class Codegen:
     def r(self, name, byte=0) -> str:
         return h(self.layout.addr(name, byte))
 
-    def q(self, p: DensePlan, byte: int) -> str:
-        """Byte `byte` of the pair's second-neuron plane sums (plane k at k * pb_raw)."""
-        return h(self.layout.vectors[f"pair@{p.name}"][0] + byte)
+    def q(self, p: DensePlan, neuron: int, plane: int, byte: int) -> str:
+        """Byte `byte` of plane `plane`'s sum of the `neuron`-th (>= 1) neuron of a group
+        sharing input reads (the first one's sums are the plane registers)."""
+        base = self.layout.vectors[f"ways@{p.name}"][0]
+        return h(base + ((neuron - 1) * p.planes.count + plane) * p.pb_raw + byte)
 
     def seg(self, p: DensePlan) -> str:
         return h(self.layout.vectors[f"seg@{p.name}"][0])
@@ -143,14 +147,16 @@ class Codegen:
         self.input_in_ram = False
         order_pos = {n: i for i, n in enumerate(order)}
         first = order_pos[denses[0]]
-        unpaired = dict(self.plans)
-        for attempt, pair in (("ram", False), ("stream", True), ("stream", False)):
-            self.plans = dict(unpaired)
-            if pair:     # streaming layers read each input once for two neurons
+        single = dict(self.plans)
+        for attempt, ways in (("ram", 1), ("stream", 4), ("stream", 2), ("stream", 1)):
+            if ways > self.ways:
+                continue
+            self.plans = dict(single)
+            if ways > 1:     # streaming layers read each input once for several neurons
                 for u in g.users(inp):
-                    if u in self.plans and paired(self.plans[u]) is not None:
-                        self.plans[u] = paired(self.plans[u])
-                if all(self.plans[n] is unpaired[n] for n in self.plans):
+                    if u in self.plans and widened(self.plans[u], ways) is not None:
+                        self.plans[u] = widened(self.plans[u], ways)
+                if all(self.plans[n] is single[n] for n in self.plans):
                     continue
             trial = Layout(base.ram_bytes, dict(base.regs), {}, (0, 0), base.top)
             if attempt == "ram":
@@ -172,8 +178,9 @@ class Codegen:
                 q = self.plans[n]                                  # beside its vectors
                 if q.units > q.per_segment:
                     intervals[f"seg@{n}"] = (order_pos[n], order_pos[n], 1)
-                if q.pair:       # the second neuron's plane sums
-                    intervals[f"pair@{n}"] = (order_pos[n], order_pos[n], q.planes.count * q.pb_raw)
+                if q.ways > 1:   # the other neurons' plane sums
+                    intervals[f"ways@{n}"] = (order_pos[n], order_pos[n],
+                                              (q.ways - 1) * q.planes.count * q.pb_raw)
             readers = [self.plans[u] for u in g.users(inp) if u in self.plans]
             if attempt == "ram":
                 in_users = [order_pos[u] for u in g.users(inp)]
@@ -190,11 +197,12 @@ class Codegen:
             try:
                 place_vectors(trial, intervals, self.part, pinned)
             except TinyccError:
-                if attempt == "stream" and not pair:
+                if ways == 1 and attempt == "stream":
                     raise
                 continue
             self.input_in_ram = attempt == "ram"
             self.layout = trial
+            self.widest = max(p.ways for p in self.plans.values())
             break
         if not self.input_in_ram and any(g.op(u) != "dense" for u in g.users(inp)):
             raise TinyccError(f"input %{inp} is streamed (it does not fit in RAM), so only a "
@@ -220,7 +228,7 @@ class Codegen:
         for name, (base, size) in sorted(self.layout.vectors.items(), key=lambda kv: kv[1]):
             what = "stack, one call deeper while the input streams" if name == "stack+" \
                 else f"table segment of %{name[4:]}" if name.startswith("seg@") \
-                else f"second neuron's plane sums in %{name[5:]}" if name.startswith("pair@") \
+                else f"plane sums of neurons sharing reads in %{name[5:]}" if name.startswith("ways@") \
                 else f"vector %{name}"
             a.comment(f"  {h(base)}..{h(base + size - 1)}  {what}")
         if self.harness:
@@ -352,9 +360,10 @@ class Codegen:
                 ukey = (streamed, p.acc_bytes, p.planes.offset)
                 self.usums.add(ukey)
                 self.op(f"call {routines.usum_label(*ukey)}", f"u += {p.planes.offset} * sum of inputs")
-        if p.pair:      # the second neuron's sums start at zero too
-            for b in range(p.planes.count * p.pb_raw):
-                self.op(f"clear {self.q(p, b)}")
+        for s in range(1, p.ways):      # the other neurons' sums start at zero too
+            for k in range(p.planes.count):
+                for b in range(p.pb_raw):
+                    self.op(f"clear {self.q(p, s, k, b)}")
         nseg = -(-p.units // p.per_segment)
         labels = []
         for s in range(nseg):
@@ -381,7 +390,7 @@ class Codegen:
             for b in range(p.wbytes):
                 self.fetch_to(fetch, nseg > 1, "wb", b)
             kkey = (p.planes.count, p.pb_raw, p.group, streamed,
-                    self.layout.vectors[f"pair@{p.name}"][0] if p.pair else None)
+                    (p.ways, self.layout.vectors[f"ways@{p.name}"][0]) if p.ways > 1 else None)
             if self.opt == "speed":      # the kernel inline: no call and return per group
                 routines.kernel_body(self, *kkey)
             else:
@@ -396,12 +405,12 @@ class Codegen:
             self.op(f"goto {group}")
         if key not in self.finishers:
             self.finishers[key] = (self.fresh("finish"), p)
-        for second in ((False, True) if p.pair else (False,)):
-            if second:       # the pair's second neuron: its sums into the (zeroed) plane
+        for s in range(p.ways):
+            if s:            # the group's next neuron: its sums into the (zeroed) plane
                 self.op("mov a, #0x00")                       # registers, zeros back
                 for k in range(p.planes.count):
                     for b in range(p.pb_raw):
-                        self.op(f"xch {self.q(p, k * p.pb_raw + b)}", "A <-> second's sum")
+                        self.op(f"xch {self.q(p, s, k, b)}", f"A <-> neuron {s}'s sum")
                         self.op(f"xch {self.r(f'p{k}', b)}", "... A = 0 again")
             if not p.uniform_const:      # acc += this neuron's constant, from the table
                 for b in range(p.acc_bytes):

@@ -52,12 +52,12 @@ class DensePlan:
     rows: np.ndarray       # [N, row bytes]: plane bytes per group, then the constant
     per_segment: int
     uniform_const: bool    # one constant for every neuron: an immediate, not a table column
-    pair: bool = False     # neurons two at a time (rows per pair): one input read feeds both
+    ways: int = 1          # neurons per input read (rows per group of them)
 
     @property
     def units(self) -> int:
-        """Table rows: neurons, or pairs of them."""
-        return self.n // 2 if self.pair else self.n
+        """Table rows: neurons, or groups of `ways` of them."""
+        return self.n // self.ways
 
     @property
     def padded_k(self) -> int:
@@ -145,25 +145,25 @@ def plan_dense(graph, name: str, where: str) -> DensePlan:
                      yt.lo, unsigned_bytes(span), rows, per_segment, uniform)
 
 
-def paired(p: DensePlan) -> DensePlan | None:
-    """`p` with its neurons taken two at a time, or None when they do not pack so.
+def widened(p: DensePlan, ways: int) -> DensePlan | None:
+    """`p` with its neurons taken `ways` (2 or 4) at a time, or None when they do not pack.
 
     A streamed input costs a call per read, so a streaming layer reads each input once
-    for two neurons: one table byte holds both neurons' plane bits for 8 / (2 * planes)
-    inputs (neuron 2j's bits low, 2j+1's high), and each row is one pair's bytes followed
-    by both constants when they differ."""
+    for several neurons: one table byte holds their plane bits for 8 / (ways * planes)
+    inputs (neuron ways*j + s at bits s * planes * group and up), and each row is one
+    group of neurons' bytes followed by their constants when they differ."""
     planes = p.planes.count
-    if planes not in (1, 2, 4) or p.n % 2:
+    if planes == 0 or 8 % (ways * planes) or p.n % ways:
         return None
-    group = 8 // (2 * planes)
-    bits = np.concatenate([p.planes.bits[:, :, 0::2], p.planes.bits[:, :, 1::2]], axis=0)
-    rows = pack_groups(bits, group).reshape(p.n // 2, -1)
+    group = 8 // (ways * planes)
+    bits = np.concatenate([p.planes.bits[:, :, s::ways] for s in range(ways)], axis=0)
+    rows = pack_groups(bits, group).reshape(p.n // ways, -1)
     if not p.uniform_const:
         consts = np.array([[(int(c) >> (8 * b)) & 0xFF for b in range(p.acc_bytes)]
-                           for c in p.consts]).reshape(p.n // 2, -1)
+                           for c in p.consts]).reshape(p.n // ways, -1)
         rows = np.concatenate([rows, consts], axis=1)
     per_segment = TABLE_MAX // rows.shape[1]
     if per_segment == 0:
         return None
     return replace(p, groups=-(-p.k // group), group=group, wbytes=1, rows=rows,
-                   per_segment=per_segment, pair=True)
+                   per_segment=per_segment, ways=ways)

@@ -15,34 +15,36 @@ FLAG = 0x00
 Z, C = 0, 1
 
 
-def kernel_label(planes: int, pb: int, group: int, streamed: bool, pair) -> str:
-    twin = "" if pair is None else f"x2_{pair:02x}"
-    return f"kernel_{'s' if streamed else 'm'}{planes}_{pb}_{group}{twin}"
+def kernel_label(planes: int, pb: int, group: int, streamed: bool, ways) -> str:
+    wide = "" if ways is None else f"x{ways[0]}_{ways[1]:02x}"
+    return f"kernel_{'s' if streamed else 'm'}{planes}_{pb}_{group}{wide}"
 
 
-def kernel(gen, planes: int, pb: int, group: int, streamed: bool, pair) -> None:
+def kernel(gen, planes: int, pb: int, group: int, streamed: bool, ways) -> None:
     a = gen.asm
     source = "from _nn_read_input" if streamed else "at [ptr]"
-    a.label(kernel_label(planes, pb, group, streamed, pair),
+    a.label(kernel_label(planes, pb, group, streamed, ways),
             f"{group} inputs {source}, {planes} planes, {8 * pb}-bit sums"
-            + ("" if pair is None else f", two neurons (the second's sums at {h(pair)})"))
-    kernel_body(gen, planes, pb, group, streamed, pair)
+            + ("" if ways is None else f", {ways[0]} neurons (the others' sums from {h(ways[1])})"))
+    kernel_body(gen, planes, pb, group, streamed, ways)
     gen.op("ret")
 
 
-def kernel_body(gen, planes: int, pb: int, group: int, streamed: bool, pair=None) -> None:
-    """Per input: read it, then per neuron and plane `t0sn wb, #bit / add / addc`; a
-    pair's second neuron has planes + k's bits and its sums in RAM at `pair`."""
+def kernel_body(gen, planes: int, pb: int, group: int, streamed: bool, ways=None) -> None:
+    """Per input: read it, then per neuron and plane `t0sn wb, #bit / add / addc`.
+    `ways` = (neurons, address): neuron s > 0 of a group sharing the reads has bits
+    s * planes + k and its sums in RAM from that address on."""
+    count, base = ways if ways is not None else (1, None)
     for i in range(group):
         if streamed:
             gen.read_input()      # ends with inc inidx, which clears C
         else:
             gen.op(f"idxm a, {gen.r('ptr')}", f"input {i}")
             gen.op(f"inc {gen.r('ptr')}", "also clears C")
-        for second in ((False, True) if pair is not None else (False,)):
+        for s in range(count):
             for k in range(planes):
-                byte, bit = bit_of(k + planes * second, i, group)
-                dest = [h(pair + k * pb + b) for b in range(pb)] if second else \
+                byte, bit = bit_of(k + planes * s, i, group)
+                dest = [h(base + ((s - 1) * planes + k) * pb + b) for b in range(pb)] if s else \
                     [gen.r(f"p{k}", b) for b in range(pb)]
                 gen.op(f"t0sn {gen.r('wb', byte)}, #{bit}")
                 gen.op(f"add {dest[0]}, a")

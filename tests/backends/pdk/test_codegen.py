@@ -129,10 +129,12 @@ def test_streamed_input_both_ways(opt):
     assert ("kernel_s" in asm) == (opt == "size")       # speed inlines the kernel
 
 
-@pytest.mark.parametrize("value_set,n,bias", [("binary", 10, True), ("pm2", 12, True),
+@pytest.mark.parametrize("value_set,n,bias", [("binary", 12, True), ("pm2", 12, True),
                                               ("odd4", 8, False), ("pm2", 9, True)])
-def test_a_streamed_layer_reads_each_input_once_per_pair_of_neurons(value_set, n, bias):
-    # 1, 2 and 4 planes pack two neurons per table byte; an odd count falls back to one
+@pytest.mark.parametrize("ways", [2, 4])
+def test_a_streamed_layer_reads_each_input_once_for_several_neurons(value_set, n, bias, ways):
+    # 1, 2 and 4 planes pack 2 or 4 neurons per table byte when 8 divides by ways * planes;
+    # a width they do not divide falls back to fewer
     rng = np.random.default_rng(n)
     m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (56, n), value_set), -3,
                              rng.integers(-200, 200, n) if bias else None, True, -1, "uint8"),
@@ -140,6 +142,27 @@ def test_a_streamed_layer_reads_each_input_once_per_pair_of_neurons(value_set, n
                   56, in_exp=-6, in_dtype="int8", argmax=True)
     model = qdq.build(m)
     x = qdq.random_inputs(rng, m, 6)
-    art, _ = _bit_exact(model, x, "pms150c")
+    art = tinycc_nn.compile(model, "pms150c", reads_shared_by=ways)
+    outs = art.run(x)
+    for (name, got), want in zip(outs.items(), qdq.ort_run(model, x)):
+        assert np.array_equal(got.reshape(6, -1), want.reshape(6, -1)), name
+    planes = {"binary": 1, "pm2": 2, "odd4": 4}[value_set]
+    packs = n % ways == 0 and 8 % (ways * planes) == 0
     assert art.report["input"] == "streamed"
-    assert ("x2_" in art.files["model.asm"]) == (n % 2 == 0)
+    assert (f"x{ways}_" in art.files["model.asm"]) == packs
+
+
+def test_opt_size_takes_the_fewest_words_and_speed_the_fewest_instructions():
+    rng = np.random.default_rng(8)
+    m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (64, 16), "pm2"), -1, None, True, -1, "uint8"),
+                   qdq.Layer(qdq.random_weights(rng, (16, 10), "pm2"), -1, None, False, 0)],
+                  64, in_exp=-7, in_dtype="uint8", argmax=True)
+    model = qdq.build(m)
+    fixed = {w: tinycc_nn.compile(model, "pms150c", reads_shared_by=w).report for w in (1, 2, 4)}
+    size = tinycc_nn.compile(model, "pms150c").report
+    speed = tinycc_nn.compile(model, "pms150c", opt="speed").report
+    assert size["rom_used"] == min(r["rom_used"] for r in fixed.values())
+    assert speed["instructions_per_inference"] < min(r["instructions_per_inference"] for r in fixed.values())
+    assert speed["reads_shared_by"] == 4
+    with pytest.raises(TinyccError, match="reads_shared_by=3"):
+        tinycc_nn.compile(model, "pms150c", reads_shared_by=3)
