@@ -145,3 +145,25 @@ def test_scheme_table_and_package_import_without_torch():
     code = ("import sys, tinycc_nn, tinycc_nn.qat, tinycc_nn.qat.schemes, tinycc_nn.datasets; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_weight_exponent_offset_and_pinning():
+    torch.manual_seed(2)
+    plain = QLinear(30, 8, weight_scheme="pm2")
+    halved = QLinear(30, 8, weight_scheme="pm2", weight_exponent_offset=-1)
+    halved.load_state_dict(plain.state_dict())
+    e = plain.weight_exponent()
+    assert halved.weight_exponent() == e - 1
+    assert "pinned_exponent" in halved.state_dict() and torch.isnan(halved.pinned_exponent)
+    # snapping to the grid would move an offset exponent again; a pinned one stays
+    assert halved.pin_weight_exponent() == e - 1
+    with torch.no_grad():
+        halved.weight.copy_(fake_quantize_weight(halved.weight, halved.scheme, e - 1))
+    assert halved.weight_exponent() == e - 1
+    reloaded = QLinear(30, 8, weight_scheme="pm2", weight_exponent_offset=-1)
+    reloaded.load_state_dict(halved.state_dict())
+    assert reloaded.weight_exponent() == e - 1
+    old = {k: v for k, v in plain.state_dict().items() if k != "pinned_exponent"}
+    fresh = QLinear(30, 8, weight_scheme="pm2")
+    fresh.load_state_dict(old)  # a checkpoint from before pinning existed still loads
+    assert fresh.weight_exponent() == e

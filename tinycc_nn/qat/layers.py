@@ -40,28 +40,49 @@ class QLinear(nn.Module):
     """y = (q_in * s_in) @ (q_w * s_w).T + q_b * s_in * s_w, all scales powers of two.
 
     `weight_scheme` names a scheme in `SCHEMES`; `weight_scale` is "mse" or "max" (see
-    `weight_exponent`); `input_quant` defaults to ActQuant(act_bits, act_signed).
+    `weight_exponent`), and `weight_exponent_offset` is added to the exponent it picks:
+    -1 halves the scale, so more weights sit on the outer levels (for 2-bit weights QAT
+    ends markedly better that way); `input_quant` defaults to ActQuant(act_bits, act_signed).
+    `pin_weight_exponent()` freezes the exponent (saved in the state dict), e.g. before
+    weights are set to integers by hand, which the offset would otherwise rescale.
     In eval mode the bias is rounded (half to even) and saturated to BIAS_RANGE exactly
     as the exported int32 initializer stores it, so torch eval == onnxruntime bit for bit.
     """
 
     def __init__(self, in_features, out_features, bias=True, weight_scheme="pm2",
-                 weight_scale="mse", act_bits=8, act_signed=False, input_quant=None):
+                 weight_scale="mse", act_bits=8, act_signed=False, input_quant=None,
+                 weight_exponent_offset=0):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.scheme = get_scheme(weight_scheme)
         self.weight_scale = weight_scale
+        self.weight_exponent_offset = int(weight_exponent_offset)
         self.input_quant = input_quant or ActQuant(bits=act_bits, signed=act_signed)
         ref = nn.Linear(in_features, out_features, bias=bias)  # nn.Linear's own init
         self.weight = nn.Parameter(ref.weight.detach().clone())
         self.bias = nn.Parameter(ref.bias.detach().clone()) if bias else None
+        self.register_buffer("pinned_exponent", torch.tensor(float("nan")))  # nan: not pinned
 
     def extra_repr(self) -> str:
+        offset = f", weight_exponent_offset={self.weight_exponent_offset}" if self.weight_exponent_offset else ""
         return (f"{self.in_features}, {self.out_features}, bias={self.bias is not None}, "
-                f"weight_scheme={self.scheme.name}")
+                f"weight_scheme={self.scheme.name}{offset}")
 
     def weight_exponent(self) -> int:
-        return weight_exponent(self.weight, self.scheme, self.weight_scale)
+        if not torch.isnan(self.pinned_exponent):
+            return int(self.pinned_exponent)
+        return weight_exponent(self.weight, self.scheme, self.weight_scale) + self.weight_exponent_offset
+
+    def pin_weight_exponent(self, exponent: int | None = None) -> int:
+        """Freeze the weight scale at 2**exponent (default: the current one); returns it."""
+        e = self.weight_exponent() if exponent is None else int(exponent)
+        self.pinned_exponent.fill_(float(e))
+        return e
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints written before exponents could be pinned have no such entry
+        state_dict.setdefault(prefix + "pinned_exponent", torch.tensor(float("nan")))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _bias(self, acc_exponent: torch.Tensor) -> torch.Tensor | None:
         if self.bias is None:
@@ -93,12 +114,13 @@ class QLinear(nn.Module):
 
 
 def mlp(widths, weight_schemes="pm2", bias=True, act_bits=8, input_bits=8,
-        output_bits=8, act_scale="running_max") -> nn.Sequential:
+        output_bits=8, act_scale="running_max", weight_exponent_offset=0) -> nn.Sequential:
     """QLinear/ReLU stack for `widths` = (inputs, hidden..., classes), ending in ActQuant.
 
     `weight_schemes` is one name or one per layer.  Hidden activations are unsigned
     `act_bits`; inputs unsigned `input_bits`; logits signed `output_bits` whose scale is
     rounded up so that the calibrated largest logit is never clipped.
+    `weight_exponent_offset` (see QLinear) applies to every layer.
     """
     n = len(widths) - 1
     schemes = [weight_schemes] * n if isinstance(weight_schemes, str) else list(weight_schemes)
@@ -107,7 +129,8 @@ def mlp(widths, weight_schemes="pm2", bias=True, act_bits=8, input_bits=8,
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
         quant = ActQuant(bits=input_bits if i == 0 else act_bits, scale=act_scale)
-        layers.append(QLinear(a, b, bias=bias, weight_scheme=schemes[i], input_quant=quant))
+        layers.append(QLinear(a, b, bias=bias, weight_scheme=schemes[i], input_quant=quant,
+                              weight_exponent_offset=weight_exponent_offset))
         if i < n - 1:
             layers.append(nn.ReLU())
     layers.append(ActQuant(bits=output_bits, signed=True, rounding="ceil"))
