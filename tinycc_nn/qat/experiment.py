@@ -3,8 +3,9 @@
 The examples and the sweep are configurations of this one function, so every committed
 model comes out of the same steps: train the unquantized twin (its accuracy is the fp32
 reference, its weights the student's starting point and, optionally, its teacher),
-fine-tune the quantized model, export it, and measure torch eval and onnxruntime on the
-full test set, counting how many of the 10,000 answers agree bit for bit.
+fine-tune the quantized model, optionally refine its integer weights directly
+(`tinycc_nn.qat.refine`), export it, and measure torch eval and onnxruntime on the full
+test set, counting how many of the 10,000 answers agree bit for bit.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+import tinycc_nn
 from tinycc_nn.datasets import mnist, mnist_images
 from tinycc_nn.qat import export_onnx, mlp, torch_predict, weight_bytes
 from tinycc_nn.qat.augment import random_affine, random_shift
+from tinycc_nn.qat.refine import refine_weights
 from tinycc_nn.qat.training import Recipe, accuracy, fit, float_mlp
 
 
@@ -42,11 +45,13 @@ class Experiment:
     batch_size: int = 128
     augment: dict | None = None  # {"kind": "shift", "max_shift": 1} or {"kind": "affine", ...}
     distill: bool = False
+    weight_exponent_offset: int = 0  # added to each layer's MSE weight exponent (QLinear)
+    refine_passes: int = 0  # sweeps of integer coordinate descent after QAT (0: none)
     seed: int = 0
 
     def build(self) -> torch.nn.Sequential:
         return mlp(tuple(self.widths), self.schemes, bias=self.bias, act_bits=self.act_bits,
-                   input_bits=self.input_bits)
+                   input_bits=self.input_bits, weight_exponent_offset=self.weight_exponent_offset)
 
 
 def augmenter(spec: dict | None):
@@ -86,8 +91,12 @@ def run(exp: Experiment, out_dir=None, progress: bool = True) -> dict:
               recipe(epochs=exp.qat_epochs, lr=exp.qat_lr if exp.float_epochs else exp.lr,
                      teacher=teacher if exp.distill else None),
               desc="QAT", progress=progress)
-    results = {"weight_bytes": weight_bytes(model), "fp32_accuracy": float_acc,
-               "train_seconds": round(time.time() - start), "epochs_log": log}
+    results = {"weight_bytes": weight_bytes(model), "fp32_accuracy": float_acc}
+    if exp.refine_passes:
+        results["qat_accuracy"] = accuracy(model, *test)
+        results["refine_log"] = refine_weights(model, *mnist(exp.size, "train"), passes=exp.refine_passes,
+                                               seed=exp.seed, progress=progress)
+    results.update(train_seconds=round(time.time() - start), epochs_log=log)
     logits, classes = torch_predict(model, x_test)
     results["torch_accuracy"] = float((classes == y_test).mean())
     if out_dir is not None:
@@ -98,6 +107,11 @@ def run(exp: Experiment, out_dir=None, progress: bool = True) -> dict:
         results["ort_accuracy"] = float((ort_classes == y_test).mean())
         results["class_agreement"] = int((ort_classes == classes).sum())
         results["logits_bit_agreement"] = int((ort_logits.view(np.int32) == logits.view(np.int32)).all(axis=1).sum())
+        compiled = tinycc_nn.compile(str(path), "python").run(x_test)  # the compiler's reference target
+        tin_logits, tin_classes = np.asarray(compiled["logits"], np.float32), np.asarray(compiled["class"])
+        results["tinycc_accuracy"] = float((tin_classes == y_test).mean())
+        results["tinycc_logits_bit_agreement"] = int(
+            (tin_logits.view(np.int32) == ort_logits.view(np.int32)).all(axis=1).sum())
         (out / "results.json").write_text(json.dumps(
             {"experiment": dataclasses.asdict(exp), **results}, indent=1) + "\n")
     return results
@@ -125,19 +139,37 @@ def write_readme(out_dir, title: str, intro: str, command: str, exp: Experiment,
     n = 10000
     widths = "-".join(str(w) for w in exp.widths)
     schemes = exp.schemes if isinstance(exp.schemes, str) else ", ".join(exp.schemes)
+    sweeps = len(results.get("refine_log", [])) - 1
+    refined = f" + {sweeps} refinement sweeps" if sweeps > 0 else ""
+    if exp.float_epochs:
+        recipe = (f"Training: fp32 twin {exp.float_epochs} epochs, then QAT {exp.qat_epochs} epochs "
+                  f"(Adam, cosine schedule, lr {exp.lr:g} then {exp.qat_lr:g}")
+    else:
+        recipe = f"Training: QAT from scratch {exp.qat_epochs} epochs (Adam, cosine schedule, lr {exp.lr:g}"
+    recipe += ((f", weight exponents {exp.weight_exponent_offset:+d} from the MSE choice"
+                if exp.weight_exponent_offset else "")
+               + (", distilled from the twin" if exp.distill else "")
+               + (f", augmentation {exp.augment['kind']}" if exp.augment else "") + ")"
+               + (f", then {sweeps} sweeps of coordinate descent on the integer weights "
+                  "(`tinycc_nn.qat.refine`)" if sweeps > 0 else "") + ".")
     lines = [
         f"# {title}", "", intro, "",
         f"Network {widths}, weights {schemes}, bias {'yes' if exp.bias else 'no'}, "
         f"inputs {_uint(exp.input_bits)}, hidden activations {_uint(exp.act_bits)}, logits int8.",
         f"Packed weights: {results['weight_bytes']} bytes. Training took {results['train_seconds']} s "
-        f"on {torch.get_num_threads()} CPU thread(s).", "",
+        f"on {torch.get_num_threads()} CPU thread(s).", "", recipe, "",
         "Accuracy on the full 10,000-image MNIST test set:", "",
         "| model | accuracy |", "|---|---|",
         f"| torch fp32 twin (same widths, unquantized) | {_pct(results['fp32_accuracy'])} |",
-        f"| torch QAT, eval mode | {_pct(results['torch_accuracy'])} |",
-        f"| onnxruntime on `model.onnx` | {_pct(results.get('ort_accuracy'))} |", "",
+        *([f"| torch QAT, eval mode, before refinement | {_pct(results['qat_accuracy'])} |"]
+          if "qat_accuracy" in results else []),
+        f"| torch QAT{refined}, eval mode | {_pct(results['torch_accuracy'])} |",
+        f"| onnxruntime on `model.onnx` | {_pct(results.get('ort_accuracy'))} |",
+        f"| `tinycc-nn compile model.onnx -t python` | {_pct(results.get('tinycc_accuracy'))} |", "",
         f"torch eval and onnxruntime agree on {results.get('class_agreement')} of {n} classes and "
-        f"on all logits, bit for bit, for {results.get('logits_bit_agreement')} of {n} images.", "",
+        f"on all logits, bit for bit, for {results.get('logits_bit_agreement')} of {n} images; "
+        f"tinycc-nn's reference target and onnxruntime on all logits, bit for bit, for "
+        f"{results.get('tinycc_logits_bit_agreement')} of {n}.", "",
         "Reproduce (CPU, fixed seeds; writes model.onnx, model.pt, results.json and this file):", "",
         "```", command, "```", "",
     ]
