@@ -77,8 +77,10 @@ def run(exp: Experiment, out_dir=None, progress: bool = True) -> dict:
     x_test, y_test = mnist(exp.size, "test")
     test = (x_test, y_test)
     recipe = functools.partial(Recipe, batch_size=exp.batch_size, augment=augmenter(exp.augment), seed=exp.seed)
-    teacher = float_mlp(tuple(exp.widths), bias=exp.bias)
+    # torch seeds its default generator at random in every process: seed before the first
+    # initialisation, or the twin (and everything after it) differs from run to run
     torch.manual_seed(exp.seed)
+    teacher = float_mlp(tuple(exp.widths), bias=exp.bias)
     if exp.float_epochs:
         fit(teacher, images, labels, exp.size, recipe(epochs=exp.float_epochs, lr=exp.lr),
             desc="fp32 twin", progress=progress)
