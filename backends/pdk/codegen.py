@@ -266,7 +266,7 @@ class Codegen:
         else:
             self.op(f"mov a, {self.r('besti')}")
         self.op("ret")
-        for key in sorted(self.kernels):
+        for key in sorted(self.kernels, key=repr):
             a.section("kernels")
             routines.kernel(self, *key)
         for key in sorted(self.usums):
