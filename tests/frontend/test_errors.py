@@ -307,3 +307,40 @@ def test_no_warning_for_small_partial_sums(rng):
 
 def test_warning_is_optional(rng):
     tinycc_nn.compile(_wide_model(rng, 64), "python")      # no callback: no crash, no output
+
+
+# non-finite parameters, empty tensors ------------------------------------------------------
+
+@pytest.mark.parametrize("scale", [np.inf, np.nan])
+def test_non_finite_quantize_scale(rng, scale):
+    # onnxruntime's results are NaN (0 * inf); the compiled program used to return numbers
+    net = Net()
+    y = net.add("MatMul", [qin(net), net.weight(weights(rng), 2.0 ** -2)])
+    y = net.add("QuantizeLinear", [y, net.const(f32(scale)), net.const(np.array(0, np.int8))], out="qinf")
+    net.output(y, ["N", N], "int8")
+    refused(net.model(), "QuantizeLinear 'qinf_node'", f"scale {scale}", "positive finite")
+
+
+@pytest.mark.parametrize("op, value", [("Add", np.nan), ("Add", -np.inf), ("Mul", np.inf)])
+def test_non_finite_elementwise_constant(rng, op, value):
+    net = Net()
+    y = net.add("MatMul", [qin(net), net.weight(weights(rng), 2.0 ** -2)])
+    y = net.add(op, [y, net.const(f32(np.full(N, value)))], out="nf")
+    refused(finish(net, y), f"{op} 'nf_node'", str(value), "only finite constants")
+
+
+@pytest.mark.parametrize("lo, hi, fragment", [(np.nan, 1.0, "min bound nan"),
+                                              (np.inf, None, "min bound inf"),
+                                              (0.0, -np.inf, "max bound -inf")])
+def test_clip_with_a_nan_or_inverted_infinite_bound(rng, lo, hi, fragment):
+    net = Net()
+    y = net.add("MatMul", [qin(net), net.weight(weights(rng), 2.0 ** -2)])
+    bounds = [net.const(f32(lo)), "" if hi is None else net.const(f32(hi))]
+    y = net.add("Clip", [y] + bounds, out="clipnf")
+    refused(finish(net, y), "Clip 'clipnf_node'", fragment)
+
+
+def test_input_with_a_zero_sized_dimension():
+    net = Net()
+    net.output(net.quant(net.input("x", ["N", 0]), 2 ** -5), ["N", 0])
+    refused(net.model(), "input 'x'", "holds no values")

@@ -310,6 +310,36 @@ def test_activation_before_matmul(rng, act):
     assert "clamp" in ops_at(model)
 
 
+@pytest.mark.parametrize("place", ["before-matmul", "after-matmul"])
+def test_clip_with_infinite_bounds(rng, place):
+    # Clip(x, 0, +inf) / Clip(x, -inf, +inf): an infinite bound is no bound (was an OverflowError)
+    net = Net()
+    xd = quantized_input(net, ["N", K])
+    inf = [net.const(f32(0.0)), net.const(f32(np.inf))]
+    if place == "before-matmul":
+        xd = net.add("Clip", [xd] + inf)
+    y = net.matmul(xd, ints(rng, (K, N)))
+    if place == "after-matmul":
+        y = net.add("Clip", [y, net.const(f32(-np.inf)), net.const(f32(np.inf))])
+    net.output(net.quant(y, 2 ** -3), ["N", N])
+    assert_bit_exact(net.model(), float_inputs(rng, 60, [K], XS))
+
+
+@pytest.mark.parametrize("requantized", [False, True])
+def test_add_on_the_grid_of_a_non_power_of_two_scale(rng, requantized):
+    # b = k * s exactly, but onnxruntime rounds (q - z) * s before adding b: folding b into
+    # an integer bias_add ((q + k - z) * s, one rounding) differed on most samples
+    s = np.float32(0.1)
+    net = Net()
+    xd = quantized_input(net, ["N", K], scale=s)
+    y = net.add("Add", [xd, net.const(np.array([1, 2, 4, -8, 16, -1], np.float32) * s)])
+    if requantized:
+        y = net.quant(y, 0.1, 0)
+    net.output(y, ["N", K])
+    x = rng.integers(-128, 128, (256, K)).astype(np.float32) * s
+    assert_bit_exact(net.model(), x, optimized=[False])
+
+
 def test_relu_and_float_output_without_requantization(rng):
     net = Net()
     y = net.add("Relu", [net.matmul(quantized_input(net, ["N", K]), ints(rng, (K, N)))])
@@ -409,6 +439,28 @@ def test_opsets(rng, opset):
     m.opset = opset
     model = qdq.build(m)
     assert_bit_exact(model, qdq.random_inputs(rng, m, 60))
+
+
+def test_nodes_out_of_topological_order(rng):
+    # ONNX asks for sorted nodes; onnxruntime runs them in any order, and so do we
+    net = Net()
+    y = net.add("Relu", [net.matmul(quantized_input(net, ["N", K]), ints(rng, (K, N)))])
+    net.output(net.quant(y, 2 ** -3), ["N", N])
+    x = float_inputs(rng, 60, [K], XS)
+    want = assert_bit_exact(net.model(), x).run(x)
+    net.nodes.reverse()
+    got = tinycc_nn.compile(net.model(), "python").run(x)
+    assert got.keys() == want.keys()
+    assert all(np.array_equal(got[k], want[k]) for k in want)
+
+
+def test_dead_branch_with_an_unsupported_operator(rng):
+    # nothing observes the Sigmoid: it must not stop the compilation
+    net = Net()
+    xd = quantized_input(net, ["N", K])
+    net.add("Sigmoid", [xd], out="unused")
+    net.output(net.quant(net.matmul(xd, ints(rng, (K, N))), 2 ** -3), ["N", N])
+    assert_bit_exact(net.model(), float_inputs(rng, 60, [K], XS))
 
 
 @pytest.mark.parametrize("dtype", ["int8", "uint8"])

@@ -38,8 +38,8 @@ def _quant_params(imp, x: Act, args, attrs, where, n):
     z = 0 if zp_arr is None else per_element(zp_arr.astype(np.int64), x, axis, n)
     if s is None or z is None:
         raise TinyccError(f"{where}: per-axis parameters disagree after data movement")
-    if np.any(np.asarray(s) <= 0):
-        raise TinyccError(f"{where}: scale must be positive")
+    if not np.all(np.isfinite(s)) or np.any(np.asarray(s) <= 0):
+        raise TinyccError(f"{where}: scale {_show(s)} must be a positive finite number")
     return s, z, zp_arr
 
 
@@ -83,8 +83,17 @@ def _float_act(args, where) -> Act:
     return x
 
 
+def _show(v) -> str:
+    v = np.asarray(v)
+    bad = v[~np.isfinite(v) | (v <= 0)] if v.size > 1 else v.reshape(-1)
+    return str((bad if bad.size else v).reshape(-1)[0].item())
+
+
 def _elementwise_const(imp, x: Act, c: Const, where, what):
     n = imp.ir.type(x.ir).size
+    if not np.isfinite(c.value).all():
+        raise TinyccError(f"{where}: {what} holds {c.value[~np.isfinite(c.value)].flat[0]}; "
+                          "only finite constants are supported")
     full = np.broadcast_to(c.value, np.broadcast_shapes(c.value.shape, x.shape))
     if full.shape != x.shape:
         raise TinyccError(f"{where}: {what} of shape {list(c.value.shape)} broadcasts the "
@@ -150,11 +159,17 @@ def relu(imp, node, args, where, attrs):
 def clip(imp, node, args, where, attrs):
     x = _float_act(args, where)
     bounds = []
-    for k in (1, 2):
+    for k, unbounded in ((1, -np.inf), (2, np.inf)):
         c = args[k] if k < len(args) else None
         if c is not None and not isinstance(c, Const):
             raise TinyccError(f"{where}: bounds must be constants")
-        bounds.append(None if c is None else float(c.value.reshape(-1)[0]))
+        b = None if c is None else float(c.value.reshape(-1)[0])
+        if b == unbounded:         # Clip(x, -inf, +inf) is the documented "no bound"
+            b = None
+        elif b is not None and not np.isfinite(b):
+            raise TinyccError(f"{where}: {('min', 'max')[k - 1]} bound {b} is not supported "
+                              "(a finite number, or -inf/+inf for no bound)")
+        bounds.append(b)
     if x.dtype == "float32":
         return [Act(x.ir, x.index, x.dtype, x.ops + [["clip", bounds[0], bounds[1]]])]
     lo = None if bounds[0] is None else int(np.ceil(bounds[0]))

@@ -67,6 +67,8 @@ class Importer:
             if not isinstance(d, int) and not (k == 0 and len(dims) >= 2):
                 raise TinyccError(f"input '{vi.name}': dimension {k} is {d!r}; only a leading "
                                   "batch dimension may be symbolic")
+        if any(d == 0 for d in dims):
+            raise TinyccError(f"input '{vi.name}': shape {dims} holds no values")
         shape1 = [1 if isinstance(d, str) else d for d in dims]
         act = Act(None, np.arange(int(np.prod(shape1))).reshape(shape1), dtype)
         self.input_info = {"name": vi.name, "dtype": dtype, "shape": dims}
