@@ -117,10 +117,16 @@ def add(imp, node, args, where, attrs, sign=1.0):
     b = np.asarray(_elementwise_const(imp, x, Const(c.value.astype(np.float32) * np.float32(sign)),
                                       where, "the constant"), np.float32)
     ops = x.ops
-    if len(ops) == 1 and ops[0][0] == "dequantize":
+    if len(ops) == 1 and ops[0][0] == "dequantize" and linear.is_pow2(ops[0][1]):
+        # (q - z) * s + b == (q + k - z) * s in float32 only when nothing rounds: a power
+        # of two s, b = k * s, and every |q - z| and |q + k - z| below 2**24 units
         unit = np.asarray(ops[0][1], np.float64)
         k = b.astype(np.float64) / unit
-        if (np.floor(k) == k).all() and np.abs(k).max() < linear.EXACT_LIMIT:
+        lo, hi = channel_range(imp.ir, x.ir)
+        z = np.asarray(ops[0][2], np.int64)
+        span = np.maximum(np.abs(lo - z), np.abs(hi - z))
+        if ((np.floor(k) == k).all() and np.abs(k).max() < linear.EXACT_LIMIT
+                and (span + np.abs(k)).max() < linear.EXACT_LIMIT):
             bias = k.astype(np.int64)
             bias_attr = int(bias.flat[0]) if (bias == bias.flat[0]).all() else bias.ravel().tolist()
             ir = imp.emit("bias_add", x.ir + ".bias", [x.ir], {"bias": bias_attr})
