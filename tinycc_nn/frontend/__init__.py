@@ -34,7 +34,7 @@ def load_onnx(source, warn=None) -> Graph:
 
     `warn(message)` receives non-fatal findings (default: ignored).
     """
-    model = read_model(source)
+    model = _topologically_sorted(read_model(source))
     label = source if isinstance(source, (str, os.PathLike)) else "model"
     try:
         onnx.checker.check_model(model)
@@ -53,3 +53,38 @@ def load_onnx(source, warn=None) -> Graph:
     graph = Importer(model, warn or (lambda msg: None)).run()
     verify(graph)
     return graph
+
+
+def _topologically_sorted(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with its nodes in dependency order (a copy; the model itself if already so).
+
+    ONNX asks for sorted nodes, but onnxruntime runs any order, and so do hand-edited
+    graphs.  Nodes with an input nobody produces (or in a cycle) go last, in their
+    order, so the checker still names them.
+    """
+    g = model.graph
+    sources = {i.name for i in g.input} | {i.name for i in g.initializer} | {""}
+    known = set(sources)
+    for n in g.node:
+        if not all(i in known for i in n.input):
+            break
+        known.update(n.output)
+    else:
+        return model
+    known = set(sources)
+    pending, order = list(g.node), []
+    while pending:
+        ready = [n for n in pending if all(i in known for i in n.input)]
+        if not ready:
+            break
+        for n in ready:
+            known.update(n.output)
+        order += ready
+        done = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in done]
+    order += pending
+    sorted_model = onnx.ModelProto()
+    sorted_model.CopyFrom(model)
+    del sorted_model.graph.node[:]
+    sorted_model.graph.node.extend(order)
+    return sorted_model

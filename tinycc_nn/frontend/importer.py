@@ -54,7 +54,7 @@ class Importer:
             raise TinyccError(f"model has {len(runtime_inputs)} runtime inputs ({names}); "
                               "tinycc-nn compiles models with exactly one input")
         self._graph_input(runtime_inputs[0])
-        for node in g.node:
+        for node in _live_nodes(g):
             self._visit(node)
         for out in g.output:
             self._graph_output(out)
@@ -186,6 +186,18 @@ class Importer:
             attrs.update(rounding=fit.rounding, lo=fit.lo, hi=fit.hi)
             ir = self.emit("requant", act.ir + ".q", [act.ir], attrs)
         return Act(ir, act.index, dtype)
+
+
+def _live_nodes(g) -> list:
+    """The nodes some graph output depends on, in graph order: onnxruntime computes a
+    dead branch too, but nothing observes it, so it must not stop the compilation."""
+    needed = {o.name for o in g.output}
+    live = []
+    for node in reversed(g.node):
+        if any(o in needed for o in node.output):
+            live.append(node)
+            needed.update(i for i in node.input if i)
+    return live[::-1]
 
 
 def _compact(v: np.ndarray):
