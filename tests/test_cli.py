@@ -182,6 +182,18 @@ def test_run_npy_saves_the_first_onnx_output(work, capsys):
     assert np.array_equal(np.load("y.npy"), tinycc_nn.compile(model, "python").run(x)[first])
 
 
+def test_verify_a_model_with_a_scalar_input(tmp_path, capsys):
+    # onnxruntime takes a 0-d array, not the numpy scalar x[i] reshaped to [] (exit 3 before)
+    net = Net()
+    y = net.add("Mul", [net.quant(net.input("x", []), 2 ** -5), net.const(f32(0.5))])
+    net.output(net.quant(y, 2 ** -5), [])
+    onnx.save(net.model(), tmp_path / "scalar.onnx")
+    np.save(tmp_path / "xs.npy", float_inputs(np.random.default_rng(3), 40, [], 2 ** -5))
+    out, _ = run_ok(capsys, "verify", str(tmp_path / "scalar.onnx"), "-t", "python",
+                    "--inputs", str(tmp_path / "xs.npy"))
+    assert "40 inputs, 0 mismatches" in out
+
+
 # errors: exit 2, one line, no traceback, nothing written ------------------------------------
 
 @pytest.mark.parametrize("argv, fragment", [

@@ -42,7 +42,7 @@ def onnxruntime_outputs(model_path, x, input_attrs, optimized: bool = False, chu
     else:
         one = [1 if isinstance(d, str) else d for d in shape]
         for i in range(n):
-            outs = sess.run(None, {inp.name: x[i].reshape(one)})
+            outs = sess.run(None, {inp.name: x[i:i + 1].reshape(one)})
             for k, o in zip(names, outs):
                 results[k].append(o.reshape(1, -1))
     return {k: np.concatenate(v) for k, v in results.items()}
