@@ -367,6 +367,18 @@ def test_image_input_flattened_into_matmul(rng, batch, how):
     assert_bit_exact(net.model(), float_inputs(rng, 40, [1, 4, 4], XS))
 
 
+@pytest.mark.parametrize("batch", ["N", 1])
+def test_shape_with_start_and_end(rng, batch):
+    # Shape(end=-3) is the batch dimension alone: [N] (it was the whole shape, [N, 1, 4, 4])
+    net = Net()
+    xd = quantized_input(net, [batch, 1, 4, 4])
+    n = net.add("Shape", [xd], end=-3)
+    inner = net.add("ReduceProd", [net.add("Shape", [xd], start=1)], keepdims=1)
+    xf = net.add("Reshape", [xd, net.add("Concat", [n, inner], axis=0)])
+    net.output(net.quant(net.matmul(xf, ints(rng, (16, N))), 2 ** -3), [batch, N])
+    assert_bit_exact(net.model(18), float_inputs(rng, 40, [1, 4, 4], XS))
+
+
 def test_identity_everywhere(rng):
     net = Net()
     xd = net.add("Identity", [quantized_input(net, ["N", K])])

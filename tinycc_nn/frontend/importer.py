@@ -100,8 +100,10 @@ class Importer:
         present = [a for a in args if a is not None]
         if all(isinstance(a, Const) for a in present):
             results = self._fold(node, args, where)
-        elif node.op_type == "Shape":
-            results = [Const(np.array(args[0].shape, np.int64))]
+        elif node.op_type == "Shape":     # of one sample: a symbolic batch counts as 1
+            a = _attrs(node)
+            shape = list(args[0].shape)[a.get("start", 0):a.get("end", None)]
+            results = [Const(np.array(shape, np.int64))]
         else:
             handler = HANDLERS.get(node.op_type)
             if handler is None:
