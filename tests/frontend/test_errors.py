@@ -344,3 +344,11 @@ def test_input_with_a_zero_sized_dimension():
     net = Net()
     net.output(net.quant(net.input("x", ["N", 0]), 2 ** -5), ["N", 0])
     refused(net.model(), "input 'x'", "holds no values")
+
+
+def test_dropout_in_training_mode(rng):
+    # onnxruntime drops random elements then; an inference-mode Dropout is an Identity
+    net = Net()
+    y = net.add("MatMul", [qin(net), net.weight(weights(rng), 2.0 ** -2)])
+    y = net.add("Dropout", [y, net.const(f32(0.25)), net.const(np.array(True))], out="drop")
+    refused(finish(net, y), "Dropout 'drop_node'", "training_mode is true")

@@ -209,6 +209,11 @@ def data_movement(imp, node, args, where, attrs):
                 raise TinyccError(f"{where}: input '{name}' must be a constant")
             ins[name] = a.value
     if node.op_type == "Dropout":
+        ratio, training = (ins.get(n) for n in (list(node.input[1:]) + ["", ""])[:2])
+        ratio = 0.5 if ratio is None else float(np.asarray(ratio).reshape(-1)[0])
+        if training is not None and np.asarray(training).any() and ratio > 0:
+            raise TinyccError(f"{where}: training_mode is true, so onnxruntime drops random "
+                              "elements; export the model in inference mode")
         return [x]
     try:
         index = ReferenceEvaluator(node).run(None, ins)[0]
