@@ -22,11 +22,16 @@ QRANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767),
 
 
 def quantize(x, scale, zero_point, dtype):
-    """ONNX QuantizeLinear on float32 data with per-channel (last axis) or scalar parameters."""
+    """ONNX QuantizeLinear on float32 data with per-channel (last axis) or scalar parameters.
+
+    Infinities saturate; NaN becomes the type's minimum, whatever the zero point (as
+    onnxruntime's kernels do).
+    """
     lo, hi = QRANGE[dtype]
-    q = np.rint(np.asarray(x, np.float32) / np.asarray(scale, np.float32))
-    q = np.clip(q.astype(np.float64) + np.asarray(zero_point, np.float64), lo, hi)
-    return q.astype(np.int64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        q = np.rint(np.asarray(x, np.float32) / np.asarray(scale, np.float32))
+        q = np.clip(q.astype(np.float64) + np.asarray(zero_point, np.float64), lo, hi)
+    return np.where(np.isnan(q), lo, q).astype(np.int64)
 
 
 def dequantize(q, scale, zero_point):
