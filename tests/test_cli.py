@@ -194,6 +194,31 @@ def test_verify_a_model_with_a_scalar_input(tmp_path, capsys):
     assert "40 inputs, 0 mismatches" in out
 
 
+@pytest.mark.parametrize("form", ["reshape-to-1", "batch-last", "batch-merged"])
+def test_verify_when_the_batch_dimension_does_not_pass_through(tmp_path, capsys, form):
+    # a symbolic batch that onnxruntime cannot batch (a Reshape to [1, K]), or that leaves the
+    # front of an output (Transpose, Reshape to [-1]): verify exited 3 or compared wrongly
+    k, n = 6, 5
+    net = Net()
+    xd = net.quant(net.input("x", ["N", k]), 2 ** -5)
+    if form == "reshape-to-1":
+        xd = net.add("Reshape", [xd, net.const(np.array([1, k], np.int64))])
+    w = net.add("DequantizeLinear", [net.const(np.arange(k * n).reshape(k, n).astype(np.int8) % 7 - 3),
+                                     net.const(f32(0.25))])
+    y = net.quant(net.add("MatMul", [xd, w]), 2 ** -3)
+    if form == "reshape-to-1":
+        net.output(y, [1, n])
+    elif form == "batch-last":
+        net.output(net.add("Transpose", [y], perm=[1, 0]), [n, "N"])
+    else:
+        net.output(net.add("Reshape", [y, net.const(np.array([-1], np.int64))]), ["M"])
+    onnx.save(net.model(), tmp_path / "b.onnx")
+    np.save(tmp_path / "xb.npy", float_inputs(np.random.default_rng(4), 30, [k], 2 ** -5))
+    out, _ = run_ok(capsys, "verify", str(tmp_path / "b.onnx"), "-t", "python",
+                    "--inputs", str(tmp_path / "xb.npy"))
+    assert "30 inputs, 0 mismatches" in out
+
+
 # errors: exit 2, one line, no traceback, nothing written ------------------------------------
 
 @pytest.mark.parametrize("argv, fragment", [

@@ -102,4 +102,7 @@ def finish_output(values, attrs):
         y = apply_float_ops(y, attrs["float_ops"])
     if attrs.get("index") is not None:
         y = y[:, np.asarray(attrs["index"])]
-    return y.reshape([y.shape[0]] + sample_shape(attrs["shape"])).astype(attrs["dtype"])
+    shape = sample_shape(attrs["shape"])
+    if int(np.prod(shape, dtype=np.int64)) != y.shape[1]:
+        shape = [y.shape[1]]    # the batch merged into another dimension (Reshape to [-1])
+    return y.reshape([y.shape[0]] + shape).astype(attrs["dtype"])
