@@ -161,14 +161,30 @@ def finish(gen, p: DensePlan) -> None:
             gen.op(f"t1sn {gen.r('ptr')}, #0", "a tie: round to "
                     + ("even" if p.rounding == "half_even" else "odd"))
             gen.op(f"{'set0' if p.rounding == 'half_even' else 'set1'} {gen.r('acc')}, #0")
-    if p.clamp_low:
+    byte_clamp = p.clamp_low and p.clamp_high == 255 and p.out_bytes == 1 and n > 1
+    if byte_clamp:
+        # [0, 255] in one test: upper bytes zero -> in range; else the sign picks 0 or 255
+        ok = gen.fresh("inrange")
+        gen.op(f"mov a, {gen.r('acc', n - 1)}", "clamp to [0, 255]")
+        for b in range(1, n - 1):
+            gen.op(f"or a, {gen.r('acc', b)}")
+        gen.op(f"t0sn.io {h(FLAG)}, #{Z}")
+        gen.op(f"goto {ok}")
+        if n > 2:
+            gen.op(f"mov a, {gen.r('acc', n - 1)}")
+        gen.op("sl a", "C = sign")
+        gen.op("mov a, #0xff")
+        gen.op("addc a", "0xff + C: 255, or 0 when negative")
+        gen.op(f"mov {gen.r('acc', 0)}, a")
+        gen.asm.label(ok)
+    elif p.clamp_low:
         ok = gen.fresh("nonneg")
         gen.op(f"t1sn {gen.r('acc', n - 1)}, #7", "clamp below")
         gen.op(f"goto {ok}")
         for b in range(n):
             gen.op(f"clear {gen.r('acc', b)}")
         gen.asm.label(ok)
-    if p.clamp_high is not None:
+    if p.clamp_high is not None and not byte_clamp:
         hi = p.clamp_high
         ok, sat = gen.fresh("le"), gen.fresh("sat")
         if n > p.out_bytes:
