@@ -73,36 +73,103 @@ class PdkBackend(Backend):
     rom_unit = "words"
     has_multiply = False
     input_in_ram = False
-    options = {"opt": ("size", "size|speed: speed inlines the kernel in every layer's loop and "
-                               "gives each layer its own finish with the shift unrolled"),
+    options = {"opt": ("size", "size|speed: size takes the program with the fewest words; speed "
+                               "the one with the fewest cycles (measured on the simulator) that "
+                               "fits, trying inline kernels and unrolled shifts too"),
                "reads_shared_by": (None, "1|2|4: neurons of a streaming layer that share each "
                                          "input read (default: chosen by --opt)"),
+               "rom_limit": (None, "at most this many words for the model (e.g. to leave room "
+                                   "for your firmware); default: the part's ROM"),
                "harness": (True, "add the reset stub and the ROM input table (simulator build); "
                                  "false: a library for SDCC firmware, with model.h")}
 
-    def codegen(self, graph, options, stop_after=None) -> Codegen:
-        """The program for `options`: `--opt size` takes the variant with the fewest words,
-        `--opt speed` the fastest one that fits the ROM (variants differ in how many
-        neurons share each read of a streamed input; `reads_shared_by` fixes it)."""
+    def rom_limit(self, options) -> int:
         spec = PARTS[self.part]
+        limit = options.get("rom_limit")
+        if limit is None:
+            return spec.usable_rom_words
+        try:
+            limit = int(limit)
+        except ValueError:
+            raise TinyccError(f"--option rom_limit={limit}: expected a number of words") from None
+        if not 0 < limit <= spec.usable_rom_words:
+            raise TinyccError(f"--option rom_limit={limit}: expected 1..{spec.usable_rom_words} "
+                              f"(the {spec.name}'s usable ROM)")
+        return limit
+
+    def variant(self, graph, options, shape: str, ways: int, copies: bool,
+                widen_all: bool = False, stop_after=None) -> Codegen:
+        spec = PARTS[self.part]
+        gen = Codegen(graph, self.core, CORES[self.core], spec.name, spec.ram_bytes,
+                      harness=bool(options.get("harness", True)), opt=shape, ways=ways,
+                      seg_copies=copies, widen_all=widen_all)
+        gen.stop_after = stop_after
+        gen.source = gen.emit()
+        return gen
+
+    def codegen(self, graph, options) -> Codegen:
+        """The program for `options`. Variants differ in the code shape (`size`: shared
+        kernel and finish routines; `speed`: kernels inline, shifts unrolled), in how many
+        neurons share each read of a streamed input (`reads_shared_by` fixes it), and for
+        layers whose weights span several tables, in one loop per table vs a dispatcher.
+        `--opt size` takes the fewest words; `--opt speed` the fewest cycles on one
+        inference in the simulator among those that fit `rom_limit` (without the
+        assembler, the first that fits in the order fastest-expected first)."""
         opt = options.get("opt", "size")
+        limit = self.rom_limit(options)
         fixed = options.get("reads_shared_by")
-        candidates = [int(fixed)] if fixed is not None else [4, 2, 1]
-        if any(w not in (1, 2, 4) for w in candidates):
+        if fixed is not None and str(fixed) not in ("1", "2", "4"):
             raise TinyccError(f"--option reads_shared_by={fixed}: expected 1, 2 or 4")
-        best = None
-        for ways in candidates:       # fastest first
-            gen = Codegen(graph, self.core, CORES[self.core], spec.name, spec.ram_bytes,
-                          harness=bool(options.get("harness", True)), opt=opt, ways=ways)
-            gen.stop_after = stop_after
-            gen.source = gen.emit()
-            if opt == "speed" and gen.asm.words <= spec.usable_rom_words:
-                return gen
-            if best is None or gen.asm.words < best.asm.words:
-                best = gen
-            if gen.widest < ways:     # nothing reads that wide: narrower is the same program
-                break
-        return best
+        candidates = [int(fixed)] if fixed is not None else [4, 2, 1]
+        shapes = ("speed", "size") if opt == "speed" else ("size",)
+        gens = []
+        for shape in shapes:
+            for ways in candidates:       # fastest first
+                widest = ways
+                for copies in (True, False):
+                    gen = self.variant(graph, options, shape, ways, copies)
+                    gens.append(gen)
+                    widest = gen.widest
+                    if not gen.seg_copies_used:   # no layer spans several tables
+                        break
+                if widest < ways:     # nothing reads that wide: narrower is the same program
+                    break
+        if opt == "speed":    # layers reading RAM may share reads too, where RAM allows
+            for ways in [w for w in candidates if w > 1]:
+                try:
+                    gen = self.variant(graph, options, "speed", ways, True, widen_all=True)
+                except TinyccError:
+                    continue
+                if any(q.ways > 1 and gen.plans_read_ram(q) for q in gen.plans.values()):
+                    gens.append(gen)
+        if opt == "speed":
+            usable = PARTS[self.part].usable_rom_words
+            fitting = [g for g in gens if g.asm.words <= usable and
+                       g.asm.words - g.asm.section_words.get("harness", 0) <= limit]
+            # the speed shape beats the size shape, and a loop per table beats the
+            # dispatcher, at equal sharing: measure only the best that fits per sharing
+            best = {}
+            for g in fitting:
+                best.setdefault((g.ways, g.widen_all), g)
+            fitting = list(best.values())
+            if fitting and not (options.get("harness", True) and sdas.available(self.core)):
+                return fitting[0]
+            if len(fitting) > 1:
+                return min(fitting, key=lambda g: (self.measure(graph, g).cycles, g.asm.words))
+            if fitting:
+                return fitting[0]
+        return min(gens, key=lambda g: g.asm.words)
+
+    def measure(self, graph, gen):
+        """One inference of `gen`'s program on an all-zero input (the kernels' skips depend
+        on the weights only, so this is the typical cost)."""
+        vectors = {n: (gen.layout.vectors[n][0], q.out_bytes, q.out_lo, q.n)
+                   for n, q in gen.plans.items()}
+        probe = SimpleNamespace(graph=graph, meta={"vectors": vectors,
+                                                   "stack_end": gen.layout.stack_end},
+                                assembly=sdas.assemble(gen.source, self.core))
+        zeros = np.zeros(graph.type(graph.inputs()[0]).size, np.int64)
+        return PdkProgram(probe, self).run_one(zeros)
 
     def emit(self, graph, options):
         spec = PARTS[self.part]
@@ -112,10 +179,13 @@ class PdkBackend(Backend):
         words = gen.asm.section_words
         harness_words = words.get("harness", 0)
         model_words = gen.asm.words - harness_words
-        if gen.asm.words > spec.usable_rom_words:
+        limit = self.rom_limit(options)
+        if gen.asm.words > spec.usable_rom_words or model_words > limit:
             big = sorted(((k, v) for k, v in words.items()), key=lambda kv: -kv[1])[:4]
-            raise DoesNotFit(f"{spec.name}: needs {gen.asm.words} words of ROM, has "
-                             f"{spec.usable_rom_words} (largest: "
+            need, has = (gen.asm.words, spec.usable_rom_words) if gen.asm.words > \
+                spec.usable_rom_words else (model_words, limit)
+            what = "ROM" if has == spec.usable_rom_words else f"ROM (rom_limit={limit})"
+            raise DoesNotFit(f"{spec.name}: needs {need} words of {what}, has {has} (largest: "
                              + ", ".join(f"{k} {v}" for k, v in big) + f"); RAM {lay.used}/"
                              f"{spec.ram_bytes} bytes")
         files = {"model.asm": source}
@@ -125,12 +195,15 @@ class PdkBackend(Backend):
         for name, plan in gen.plans.items():
             base, _ = lay.vectors[name]
             vectors[name] = (base, plan.out_bytes, plan.out_lo, plan.n)
-        meta = {"vectors": vectors, "stack_end": lay.stack_end}
+        meta = {"vectors": vectors, "stack_end": lay.stack_end,
+                "variant": (gen.opt, gen.ways, gen.seg_copies, gen.widen_all)}
         report = {"rom_used": model_words, "rom_harness": harness_words,
                   "rom_capacity": spec.usable_rom_words, "ram_used": lay.used,
                   "ram_capacity": spec.ram_bytes, "ram_breakdown": lay.breakdown(),
                   "rom_breakdown": dict(words), "input": "ram" if gen.input_in_ram else "streamed",
                   "stack_bytes": library.stack_bytes(gen), "reads_shared_by": gen.widest,
+                  "code_shape": gen.opt, "loop_per_table": gen.seg_copies and gen.seg_copies_used,
+                  "ram_layers_share_reads": gen.widen_all,
                   "cycles_per_inference": None, "instructions_per_inference": None}
         self._last = (meta, None)
         if sdas.available(self.core) and options.get("harness", True):
@@ -159,9 +232,8 @@ class PdkBackend(Backend):
         g = artifact.graph
         layers = [n for n in g.order() if g.op(n) in ("dense", "argmax")]
         out, before = {}, 0
-        same = dict(artifact.options, reads_shared_by=artifact.report["reads_shared_by"])
         for n in layers[:-1]:
-            gen = self.codegen(g, same, stop_after=n)
+            gen = self.variant(g, artifact.options, *artifact.meta["variant"], stop_after=n)
             probe = SimpleNamespace(graph=g, meta=artifact.meta,
                                     assembly=sdas.assemble(gen.source, self.core))
             cycles = PdkProgram(probe, self).run_one(x).cycles

@@ -41,11 +41,14 @@ READ_SHIM = "__nn_read_input_a"
 
 class Codegen:
     def __init__(self, graph, core_name: str, core, part: str, ram_bytes: int, harness: bool,
-                 opt: str = "size", ways: int = 2):
+                 opt: str = "size", ways: int = 2, seg_copies: bool = False,
+                 widen_all: bool = False):
         self.graph, self.core_name, self.part = graph, core_name, part
         self.opt = opt
         self.ways = ways          # at most this many neurons share a streamed input read
         self.widest = 1           # ... and this many do in the program written
+        self.seg_copies = seg_copies  # a layer spanning several tables: a loop per table
+        self.widen_all = widen_all    # layers reading RAM share reads too (where RAM allows)
         self.stop_after = None    # set to a layer name to measure the program up to it
         self.asm = Asm(core)
         self.harness = harness
@@ -60,6 +63,7 @@ class Codegen:
         self.tails = {}           # routines.tail_key -> label of the shared finish tail
         self.tables = []          # (label, bytes)
         self.dispatchers = []     # (label, table labels) for layers spanning several tables
+        self.deferred = []        # (layer, label, plan): group finishes shared by its loops
 
     # helpers -------------------------------------------------------------------------
     def fresh(self, base: str) -> str:
@@ -87,6 +91,14 @@ class Codegen:
             return
         self.op(f"mov a, #{h(value & 0xFF)}", comment)
         self.op(f"mov {self.r(reg, byte)}, a")
+
+    @property
+    def seg_copies_used(self) -> bool:
+        """Whether some layer spans several tables (so `seg_copies` changes the program)."""
+        return any(q.units > q.per_segment for q in self.plans.values())
+
+    def plans_read_ram(self, p: DensePlan) -> bool:
+        return not self.streamed(p)
 
     def streamed(self, p: DensePlan) -> bool:
         return p.x == self.input_name and not self.input_in_ram
@@ -148,12 +160,17 @@ class Codegen:
         order_pos = {n: i for i, n in enumerate(order)}
         first = order_pos[denses[0]]
         single = dict(self.plans)
-        for attempt, ways in (("ram", 1), ("stream", 4), ("stream", 2), ("stream", 1)):
+        attempts = [("ram", 1), ("stream", 4), ("stream", 2), ("stream", 1)]
+        if self.widen_all:
+            attempts = [("ram", 4), ("ram", 2), ("stream", 4), ("stream", 2)]
+        self.layout = None
+        for attempt, ways in attempts:
             if ways > self.ways:
                 continue
             self.plans = dict(single)
             if ways > 1:     # streaming layers read each input once for several neurons
-                for u in g.users(inp):
+                readers = denses if self.widen_all else g.users(inp)
+                for u in readers:
                     if u in self.plans and widened(self.plans[u], ways) is not None:
                         self.plans[u] = widened(self.plans[u], ways)
                 if all(self.plans[n] is single[n] for n in self.plans):
@@ -176,7 +193,7 @@ class Codegen:
                 intervals[n] = (order_pos[n], end, max([size, *reads]))
             for n in denses:     # a layer spanning several tables counts them in RAM
                 q = self.plans[n]                                  # beside its vectors
-                if q.units > q.per_segment:
+                if q.units > q.per_segment and not self.seg_copies:
                     intervals[f"seg@{n}"] = (order_pos[n], order_pos[n], 1)
                 if q.ways > 1:   # the other neurons' plane sums
                     intervals[f"ways@{n}"] = (order_pos[n], order_pos[n],
@@ -204,6 +221,8 @@ class Codegen:
             self.layout = trial
             self.widest = max(p.ways for p in self.plans.values())
             break
+        if self.layout is None:
+            raise TinyccError(f"{self.part}: no RAM for layers reading from RAM to share reads")
         if not self.input_in_ram and any(g.op(u) != "dense" for u in g.users(inp)):
             raise TinyccError(f"input %{inp} is streamed (it does not fit in RAM), so only a "
                               "dense layer may read it")
@@ -269,6 +288,11 @@ class Codegen:
         for key in sorted(self.kernels, key=repr):
             a.section("kernels")
             routines.kernel(self, *key)
+        for layer, label, plan in self.deferred:
+            a.section(layer)
+            a.label(label, f"finish the {plan.ways} neurons of a group of %{layer}")
+            self.finish_group(plan, None, False)
+            self.op("ret")
         for key in sorted(self.usums):
             a.section("input_sums")
             routines.input_sum(self, *key)
@@ -371,14 +395,36 @@ class Codegen:
             label = self.fresh(f"w_{p.name.replace('.', '_')}")
             self.tables.append((label, rows.reshape(-1)))
             labels.append(label)
-        fetch = labels[0]
-        if nseg > 1:
-            fetch = self.fresh("fetch")
-            self.dispatchers.append((fetch, labels, self.seg(p)))
-            self.op("mov a, #0x01")
-            self.op(f"mov {self.seg(p)}, a", "table segment")
+        if key not in self.finishers:
+            self.finishers[key] = (self.fresh("finish"), p)
         self.movi("oidx", out_base, comment="output address")
-        self.movi("widx", 1)
+        if nseg == 1 or not self.seg_copies:
+            fetch = labels[0]
+            if nseg > 1:
+                fetch = self.fresh("fetch")
+                self.dispatchers.append((fetch, labels, self.seg(p)))
+                self.op("mov a, #0x01")
+                self.op(f"mov {self.seg(p)}, a", "table segment")
+            self.movi("widx", 1)
+            self.neuron_loop(p, fetch, nseg > 1, None, out_base + p.n * p.out_bytes)
+            return
+        # one copy of the neuron loop per table segment, each calling its table directly
+        post = None
+        if p.ways > 1 and p.uniform_const and streamed:   # the long group finish, once
+            post = self.fresh("finish_group")             # (a streamed layer has the
+            self.deferred.append((p.name, post, p))       # stack level for it)
+        for s, label in enumerate(labels):
+            self.movi("widx", 1, comment=f"table segment {s + 1} of {nseg}")
+            end = min((s + 1) * p.per_segment, p.units) * p.ways * p.out_bytes
+            self.neuron_loop(p, label, False, post, out_base + end)
+
+    def neuron_loop(self, p: DensePlan, fetch: str, dispatch: bool, post: str | None,
+                    end: int) -> None:
+        """Neurons (groups of `ways`) until oidx reaches `end`: per input group the weight
+        byte(s) and the kernel, then the finish (or `call post`, which holds it)."""
+        a = self.asm
+        streamed = self.streamed(p)
+        x_base = None if streamed else self.layout.vectors[p.x][0]
         neuron, group = self.fresh("neuron"), self.fresh("group")
         a.label(neuron)       # the sums start at zero: cleared by the last finish
         if p.planes.count:
@@ -388,7 +434,7 @@ class Codegen:
                 self.movi("ptr", x_base)
             a.label(group)
             for b in range(p.wbytes):
-                self.fetch_to(fetch, nseg > 1, "wb", b)
+                self.fetch_to(fetch, dispatch, "wb", b)
             kkey = (p.planes.count, p.pb_raw, p.group, streamed,
                     (p.ways, self.layout.vectors[f"ways@{p.name}"][0]) if p.ways > 1 else None)
             if self.opt == "speed":      # the kernel inline: no call and return per group
@@ -403,25 +449,11 @@ class Codegen:
                 self.op(f"mov a, {self.r('ptr')}")
                 self.op(f"ceqsn a, #{h(x_base + p.padded_k)}", "all groups done?")
             self.op(f"goto {group}")
-        if key not in self.finishers:
-            self.finishers[key] = (self.fresh("finish"), p)
-        for s in range(p.ways):
-            if s:            # the group's next neuron: its sums into the (zeroed) plane
-                self.op("mov a, #0x00")                       # registers, zeros back
-                for k in range(p.planes.count):
-                    for b in range(p.pb_raw):
-                        self.op(f"xch {self.q(p, s, k, b)}", f"A <-> neuron {s}'s sum")
-                        self.op(f"xch {self.r(f'p{k}', b)}", "... A = 0 again")
-            if not p.uniform_const:      # acc += this neuron's constant, from the table
-                for b in range(p.acc_bytes):
-                    self.fetch_to(fetch, nseg > 1)
-                    self.op(f"add {self.r('acc', b)}, a", "+ the neuron's constant")
-                    for c in range(b + 1, p.acc_bytes):
-                        self.op(f"addc {self.r('acc', c)}")
-            if self.opt != "speed" and p.shift:
-                self.op(f"mov a, #{h(p.shift)}", "shift count")
-            self.op(f"call {self.finishers[key][0]}", "combine, shift, round, clamp, store")
-        if nseg > 1:
+        if post is not None:
+            self.op(f"call {post}", f"finish these {p.ways} neurons")
+        else:
+            self.finish_group(p, fetch, dispatch)
+        if dispatch:
             same = self.fresh("sameseg")
             self.op(f"mov a, {self.r('widx')}")
             self.op(f"ceqsn a, #{h((1 + p.per_segment * p.rows.shape[1]) & 0xFF)}", "segment done?")
@@ -431,8 +463,29 @@ class Codegen:
             self.movi("widx", 1)
             a.label(same)
         self.op(f"mov a, {self.r('oidx')}")
-        self.op(f"ceqsn a, #{h(out_base + p.n * p.out_bytes)}", "all neurons done?")
+        self.op(f"ceqsn a, #{h(end)}", "all neurons done?")
         self.op(f"goto {neuron}")
+
+    def finish_group(self, p: DensePlan, fetch: str, dispatch: bool) -> None:
+        """Finish the `ways` neurons whose sums the group loop left (the first in the plane
+        registers, the others in ways@ RAM): constant, shift, round, clamp, store each."""
+        key = self.finisher_key(p)
+        for s in range(p.ways):
+            if s:            # the group's next neuron: its sums into the (zeroed) plane
+                self.op("mov a, #0x00")                       # registers, zeros back
+                for k in range(p.planes.count):
+                    for b in range(p.pb_raw):
+                        self.op(f"xch {self.q(p, s, k, b)}", f"A <-> neuron {s}'s sum")
+                        self.op(f"xch {self.r(f'p{k}', b)}", "... A = 0 again")
+            if not p.uniform_const:      # acc += this neuron's constant, from the table
+                for b in range(p.acc_bytes):
+                    self.fetch_to(fetch, dispatch)
+                    self.op(f"add {self.r('acc', b)}, a", "+ the neuron's constant")
+                    for c in range(b + 1, p.acc_bytes):
+                        self.op(f"addc {self.r('acc', c)}")
+            if self.opt != "speed" and p.shift:
+                self.op(f"mov a, #{h(p.shift)}", "shift count")
+            self.op(f"call {self.finishers[key][0]}", "combine, shift, round, clamp, store")
 
     def clear_sums(self) -> None:
         """Zero the plane sums and acc (RAM is undefined at reset; each finish re-zeroes)."""

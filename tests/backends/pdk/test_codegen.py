@@ -166,3 +166,81 @@ def test_opt_size_takes_the_fewest_words_and_speed_the_fewest_instructions():
     assert speed["reads_shared_by"] == 4
     with pytest.raises(TinyccError, match="reads_shared_by=3"):
         tinycc_nn.compile(model, "pms150c", reads_shared_by=3)
+
+
+def _two_table_model(rng, bias):
+    # 64 x 16 two-bit weights: 256 table bytes, one more than a `pcadd` table holds
+    m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (64, 16), "pm2"), -1,
+                             rng.integers(-300, 300, 16) if bias else None, True, -1, "uint8"),
+                   qdq.Layer(qdq.random_weights(rng, (16, 10), "pm2"), -1, None, False, 0)],
+                  64, in_exp=-7, in_dtype="uint8", argmax=True)
+    return m, qdq.build(m)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("ways", [1, 4])
+@pytest.mark.parametrize("copies", [True, False])
+def test_a_layer_spanning_two_tables_loops_per_table_or_dispatches(bias, ways, copies):
+    from tinycc_nn.backends.pdk import PdkProgram, Pms150cBackend
+    rng = np.random.default_rng(31 + bias)
+    m, model = _two_table_model(rng, bias)
+    x = qdq.random_inputs(rng, m, 6)
+    art = tinycc_nn.compile(model, "pms150c", reads_shared_by=ways)
+    backend = Pms150cBackend()
+    gen = backend.variant(art.graph, {}, "size", ways, copies)
+    assert gen.seg_copies_used
+    asm = gen.source
+    assert ("fetch_" in asm) == (not copies)           # the dispatcher and its RAM byte
+    assert ("table segment of" in asm) == (not copies)
+    assert ("finish_group" in asm) == (copies and ways > 1 and not bias)
+    art.assembly = sdas.assemble(asm, "pdk13")
+    art.meta = dict(art.meta, stack_end=gen.layout.stack_end,
+                    vectors={n: (gen.layout.vectors[n][0], q.out_bytes, q.out_lo, q.n)
+                             for n, q in gen.plans.items()})
+    art._program = PdkProgram(art, backend)      # run this variant's program
+    for (name, got), want in zip(art.run(x).items(), qdq.ort_run(model, x)):
+        assert np.array_equal(got.reshape(6, -1), want.reshape(6, -1)), name
+
+
+def test_rom_limit_bounds_the_program_for_both_opts():
+    rng = np.random.default_rng(8)
+    m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (64, 16), "pm2"), -1, None, True, -1, "uint8"),
+                   qdq.Layer(qdq.random_weights(rng, (16, 10), "pm2"), -1, None, False, 0)],
+                  64, in_exp=-7, in_dtype="uint8", argmax=True)
+    model = qdq.build(m)
+    size = tinycc_nn.compile(model, "pms150c").report
+    fastest = tinycc_nn.compile(model, "pms150c", opt="speed").report
+    assert fastest["rom_used"] > size["rom_used"] + 20
+    limit = (size["rom_used"] + fastest["rom_used"]) // 2
+    bounded = tinycc_nn.compile(model, "pms150c", opt="speed", rom_limit=limit).report
+    assert size["rom_used"] <= bounded["rom_used"] <= limit
+    assert fastest["cycles_per_inference"] <= bounded["cycles_per_inference"] <= size["cycles_per_inference"]
+    with pytest.raises(DoesNotFit, match=rf"needs {size['rom_used']} words of ROM \(rom_limit="
+                                         rf"{size['rom_used'] - 1}\), has {size['rom_used'] - 1}"):
+        tinycc_nn.compile(model, "pms150c", rom_limit=size["rom_used"] - 1)
+    for bad in ("0", "many", "5000"):
+        with pytest.raises(TinyccError, match=f"rom_limit={bad}"):
+            tinycc_nn.compile(model, "pms150c", rom_limit=bad)
+
+
+def test_speed_lets_layers_reading_ram_share_reads_where_ram_allows():
+    # the PFS154 has RAM for the other neurons' sums of the hidden layers too, and
+    # --opt speed keeps whichever variant measured fastest
+    rng = np.random.default_rng(12)
+    m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (64, 16), "pm2"), -1, None, True, -1, "uint8"),
+                   qdq.Layer(qdq.random_weights(rng, (16, 16), "pm2"), -1, None, True, -1, "uint8"),
+                   qdq.Layer(qdq.random_weights(rng, (16, 12), "pm2"), -1, None, False, 0)],
+                  64, in_exp=-7, in_dtype="uint8", argmax=True)
+    model = qdq.build(m)
+    x = qdq.random_inputs(rng, m, 6)
+    art, stats = _bit_exact(model, x, "pfs154")          # --opt size: nothing shared
+    fast = tinycc_nn.compile(model, "pfs154", opt="speed")
+    assert fast.report["ram_layers_share_reads"] and fast.report["input"] == "ram"
+    assert fast.report["reads_shared_by"] > 1
+    outs, fstats = fast.run(x, with_stats=True)
+    for (name, got), want in zip(outs.items(), qdq.ort_run(model, x)):
+        assert np.array_equal(got.reshape(6, -1), want.reshape(6, -1)), name
+    assert fstats["cycles"].mean() < stats["cycles"].mean()
+    small = tinycc_nn.compile(model, "pms150c", opt="speed")      # whatever it kept
+    for (name, got), want in zip(small.run(x).items(), qdq.ort_run(model, x)):
+        assert np.array_equal(got.reshape(6, -1), want.reshape(6, -1)), name
