@@ -30,7 +30,7 @@ from __future__ import annotations
 from tinycc_nn.errors import TinyccError
 
 from .asm import Asm, h
-from .layers import DensePlan, plan_dense, widened
+from .layers import TABLE_MAX, DensePlan, plan_dense, widened
 from . import library, routines
 from .layout import Layout, place_stack, place_vectors
 
@@ -61,7 +61,9 @@ class Codegen:
         self.usums = set()
         self.finishers = {}       # finish_key -> (label, a plan with that key)
         self.tails = {}           # routines.tail_key -> label of the shared finish tail
-        self.tables = []          # (label, bytes)
+        self.tables = []          # (label, bytes): the last one is open while open_table
+        self.open_table = False   # ... and later layers' rows may go on in it
+        self.widx_at = None       # (table, entry) widx holds at this point of the program
         self.dispatchers = []     # (label, table labels) for layers spanning several tables
         self.deferred = []        # (layer, label, plan): group finishes shared by its loops
 
@@ -389,34 +391,59 @@ class Codegen:
                 for b in range(p.pb_raw):
                     self.op(f"clear {self.q(p, s, k, b)}")
         nseg = -(-p.units // p.per_segment)
-        labels = []
-        for s in range(nseg):
-            rows = p.rows[s * p.per_segment:(s + 1) * p.per_segment]
-            label = self.fresh(f"w_{p.name.replace('.', '_')}")
-            self.tables.append((label, rows.reshape(-1)))
-            labels.append(label)
         if key not in self.finishers:
             self.finishers[key] = (self.fresh("finish"), p)
         self.movi("oidx", out_base, comment="output address")
-        if nseg == 1 or not self.seg_copies:
-            fetch = labels[0]
-            if nseg > 1:
-                fetch = self.fresh("fetch")
-                self.dispatchers.append((fetch, labels, self.seg(p)))
-                self.op("mov a, #0x01")
-                self.op(f"mov {self.seg(p)}, a", "table segment")
+        if nseg > 1 and not self.seg_copies:     # one loop, segments through a dispatcher
+            labels = []
+            for s in range(nseg):
+                rows = p.rows[s * p.per_segment:(s + 1) * p.per_segment]
+                label = self.fresh(f"w_{p.name.replace('.', '_')}")
+                self.tables.append((label, [int(v) for v in rows.reshape(-1)]))
+                labels.append(label)
+            fetch = self.fresh("fetch")
+            self.dispatchers.append((fetch, labels, self.seg(p)))
+            self.op("mov a, #0x01")
+            self.op(f"mov {self.seg(p)}, a", "table segment")
             self.movi("widx", 1)
-            self.neuron_loop(p, fetch, nseg > 1, None, out_base + p.n * p.out_bytes)
+            self.neuron_loop(p, fetch, True, None, out_base + p.n * p.out_bytes)
+            self.widx_at, self.open_table = None, False
             return
-        # one copy of the neuron loop per table segment, each calling its table directly
+        # the rows go on in the open table while they fit (whole rows; a layer is split
+        # only where it needs several tables anyway), and one copy of the neuron loop per
+        # table calls it directly; widx runs on across layers sharing a table
+        chunks = self.place_rows(p, nseg)
         post = None
-        if p.ways > 1 and p.uniform_const and streamed:   # the long group finish, once
-            post = self.fresh("finish_group")             # (a streamed layer has the
-            self.deferred.append((p.name, post, p))       # stack level for it)
-        for s, label in enumerate(labels):
-            self.movi("widx", 1, comment=f"table segment {s + 1} of {nseg}")
-            end = min((s + 1) * p.per_segment, p.units) * p.ways * p.out_bytes
-            self.neuron_loop(p, label, False, post, out_base + end)
+        if len(chunks) > 1 and p.ways > 1 and p.uniform_const and streamed:
+            post = self.fresh("finish_group")             # the long group finish, once
+            self.deferred.append((p.name, post, p))       # (a streamed layer has the
+        for label, start, end_unit, used in chunks:       # stack level for it)
+            if self.widx_at != (label, start):
+                self.movi("widx", start, comment=f"%{p.name}'s rows start at entry {start}")
+            self.neuron_loop(p, label, False, post, out_base + end_unit * p.ways * p.out_bytes)
+            self.widx_at = (label, start + used)
+
+    def place_rows(self, p: DensePlan, nseg: int) -> list[tuple]:
+        """Put p's table rows in tables: [(label, first entry, units done after, bytes)]."""
+        width = p.rows.shape[1]
+        flat = [int(v) for v in p.rows.reshape(-1)]
+        room = (TABLE_MAX - len(self.tables[-1][1])) // width if self.open_table else 0
+        if nseg == 1 and room < p.units or \
+                nseg > 1 and room and 1 + -(-(p.units - room) // p.per_segment) > nseg:
+            room = 0                    # do not split a layer into more loops than needed
+        chunks, done = [], 0
+        while done < p.units:
+            if room == 0:
+                self.tables.append((self.fresh(f"w_{p.name.replace('.', '_')}"), []))
+                self.open_table = True
+                room = TABLE_MAX // width
+            take = min(room, p.units - done)
+            label, data = self.tables[-1]
+            chunks.append((label, 1 + len(data), done + take, take * width))
+            data.extend(flat[done * width:(done + take) * width])
+            done += take
+            room -= take
+        return chunks
 
     def neuron_loop(self, p: DensePlan, fetch: str, dispatch: bool, post: str | None,
                     end: int) -> None:

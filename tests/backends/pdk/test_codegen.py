@@ -244,3 +244,19 @@ def test_speed_lets_layers_reading_ram_share_reads_where_ram_allows():
     small = tinycc_nn.compile(model, "pms150c", opt="speed")      # whatever it kept
     for (name, got), want in zip(small.run(x).items(), qdq.ort_run(model, x)):
         assert np.array_equal(got.reshape(6, -1), want.reshape(6, -1)), name
+
+
+def test_layers_share_a_table_and_widx_runs_on():
+    # 120 + 36 + 30 table bytes: one `pcadd` table; widx is set once, then each layer's
+    # rows follow the previous layer's
+    rng = np.random.default_rng(40)
+    m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (40, 12), "pm2"), -1, None, True, -1, "uint8"),
+                   qdq.Layer(qdq.random_weights(rng, (12, 12), "pm2"), -1, None, True, -1, "uint8"),
+                   qdq.Layer(qdq.random_weights(rng, (12, 10), "pm2"), -1, None, False, 0)],
+                  40, in_exp=-7, in_dtype="uint8", argmax=True)
+    model = qdq.build(m)
+    art, _ = _bit_exact(model, qdq.random_inputs(rng, m, 6), "pms150c")
+    lines = art.files["model.asm"].splitlines()
+    tables = [i for i, line in enumerate(lines) if line.startswith("w_")]
+    assert len(tables) == 1 and lines[tables[0] + 1].split() == ["pcadd", "a"]
+    assert sum("rows start at entry" in line for line in lines) == 1
