@@ -176,6 +176,13 @@ def test_gemm_with_off_grid_float_bias(rng):
     refused(finish(net, y, (1, N)), "Gemm 'gemm_node'", "bias is not on the accumulator grid")
 
 
+def test_gemm_with_a_beta_that_is_not_an_exact_scaling(rng):
+    net = Net()
+    y = net.add("Gemm", [qin(net, (1, K)), net.weight(weights(rng), 2.0 ** -2),
+                         net.const(np.zeros(N, np.float32))], out="gemm", beta=-0.75)
+    refused(finish(net, y, (1, N)), "Gemm 'gemm_node'", "beta=-0.75", "neither 0 nor a power of two")
+
+
 def test_gemm_with_non_power_of_two_alpha(rng):
     net = Net()
     y = net.add("Gemm", [qin(net, (1, K)), net.weight(weights(rng), 2.0 ** -2)], out="gemm", alpha=0.3)

@@ -185,7 +185,8 @@ def test_matmul_weight_first_on_a_column_input(rng):
 
 @pytest.mark.parametrize("trans_b", [0, 1])
 @pytest.mark.parametrize("trans_a", [0, 1])
-@pytest.mark.parametrize("alpha, beta", [(1.0, 1.0), (0.5, 2.0), (2.0, 0.25)])
+@pytest.mark.parametrize("alpha, beta", [(1.0, 1.0), (0.5, 2.0), (2.0, 0.25), (1.0, -1.0), (0.5, -4.0),
+                                         (1.0, 0.0)])
 @pytest.mark.parametrize("bias", [None, "int32", "float"])
 def test_gemm(rng, trans_a, trans_b, alpha, beta, bias):
     net = Net()
@@ -194,7 +195,7 @@ def test_gemm(rng, trans_a, trans_b, alpha, beta, bias):
         xd = net.add("Transpose", [xd], perm=[1, 0])
     w = ints(rng, (K, N))
     ins = [xd, net.weight(w.T.copy() if trans_b else w, 2.0 ** -2)]
-    grid = XS * 2.0 ** -2 * alpha / beta       # accumulator units, seen through alpha and beta
+    grid = XS * 2.0 ** -2 * alpha / (abs(beta) or 1.0)   # accumulator units, through alpha, beta
     if bias == "int32":
         ins.append(net.weight(rng.integers(-300, 300, N), grid, dtype="int32"))
     elif bias == "float":

@@ -248,9 +248,12 @@ def gemm(imp, node, args, where, attrs):
         w = w.map(np.transpose)
     index = x.index.T if attrs.get("transA", 0) else x.index
     alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
-    for name, v in (("alpha", alpha), ("beta", beta)):
-        if v != 1.0 and not linear.is_pow2(v):
-            raise TinyccError(f"{where}: {name}={v} is not a power of two")
+    if alpha != 1.0 and not linear.is_pow2(alpha):
+        raise TinyccError(f"{where}: alpha={alpha} is not a power of two")
+    # beta only scales the bias: 0, or +-2^k, keeps beta * C exact (whatever order
+    # onnxruntime adds it in); the bias must then lie on the accumulator grid
+    if beta != 0.0 and not linear.is_pow2(abs(beta)):
+        raise TinyccError(f"{where}: beta={beta} is neither 0 nor a power of two (or its negative)")
     xt = x.with_index(index)
     rows = linear.gemm_like_shape(xt, w.value.shape[0], where, column=False)
     bias = None
