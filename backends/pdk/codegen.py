@@ -156,7 +156,7 @@ class Codegen:
             base.reg("u", acc_bytes)
         # argmax runs after the last layer: it borrows the layer loop's registers
         base.regs["best"], base.regs["besti"] = base.regs["widx"], base.regs["acc"]
-        base.regs["amax_i"], base.regs["count"] = base.regs["oidx"], base.regs["wb"]
+        self.argmax_base = 0
         # the input stays in RAM when it fits with everything else; else it is streamed
         self.input_in_ram = False
         order_pos = {n: i for i, n in enumerate(order)}
@@ -286,6 +286,8 @@ class Codegen:
             self.op("mov a, #0x00")
         else:
             self.op(f"mov a, {self.r('besti')}")
+            if self.argmax_base:
+                self.op(f"sub a, #{h(self.argmax_base)}", "address -> index")
         self.op("ret")
         for key in sorted(self.kernels, key=repr):
             a.section("kernels")

@@ -218,36 +218,38 @@ def finish(gen, p: DensePlan) -> None:
 
 
 def argmax(gen, name: str) -> None:
+    """besti = the address of the maximum: a scan that lets an equal value replace the
+    best so far, forwards for the last maximum and backwards for the first; the caller
+    turns the address into the index (`gen.argmax_base`)."""
     g = gen.graph
     src = g.operands(name)[0]
     base, _ = gen.layout.vectors[src]
     last = g.attrs(name)["last"]
-    gen.asm.comment(f"argmax over %{src} ({'last' if last else 'first'} maximum)")
-    gen.movi("ptr", base)
+    count = g.type(src).size
+    first, end = (base, base + count - 1) if last else (base + count - 1, base)
+    gen.asm.comment(f"argmax over %{src} ({'last' if last else 'first'} maximum): "
+                    f"scan {'forwards' if last else 'backwards'}, x >= best replaces it")
+    gen.argmax_base = base
+    gen.movi("ptr", first)
     gen.op(f"idxm a, {gen.r('ptr')}")
     gen.op(f"mov {gen.r('best')}, a")
-    gen.op(f"clear {gen.r('besti')}")
-    count = g.type(src).size - 1
-    if count == 0:
+    gen.op(f"mov a, {gen.r('ptr')}")
+    gen.op(f"mov {gen.r('besti')}, a")
+    if count == 1:
         return
-    gen.op(f"clear {gen.r('amax_i')}")
-    gen.movi("count", count)
     loop, keep = gen.fresh("amax"), gen.fresh("keep")
     gen.asm.label(loop)
-    gen.op(f"inc {gen.r('ptr')}")
-    gen.op(f"inc {gen.r('amax_i')}")
+    gen.op(f"{'inc' if last else 'dec'} {gen.r('ptr')}")
     gen.op(f"idxm a, {gen.r('ptr')}")
     gen.op(f"sub a, {gen.r('best')}", "x - best: C when x < best")
     gen.op(f"t0sn.io {h(FLAG)}, #{C}")
     gen.op(f"goto {keep}")
-    if not last:     # the first maximum: an equal value does not replace it
-        gen.op(f"t0sn.io {h(FLAG)}, #{Z}")
-        gen.op(f"goto {keep}")
     gen.op(f"add a, {gen.r('best')}", "x again")
     gen.op(f"mov {gen.r('best')}, a")
-    gen.op(f"mov a, {gen.r('amax_i')}")
+    gen.op(f"mov a, {gen.r('ptr')}")
     gen.op(f"mov {gen.r('besti')}, a")
     gen.asm.label(keep)
-    gen.op(f"dzsn {gen.r('count')}")
+    gen.op(f"mov a, {gen.r('ptr')}")
+    gen.op(f"ceqsn a, #{h(end)}", "all compared?")
     gen.op(f"goto {loop}")
 
