@@ -5,16 +5,18 @@
 
 Every model is exported and compiled for the PMS150C, PFS154 and CH32V003: a model
 "fits" a part when `tinycc-nn compile` accepts it (ROM/flash and RAM, code included),
-not by a weight-byte estimate.  Writes benchmarks/results/sweep_8x8.png (filled markers:
-fits the PMS150C; the parts' packed-weight budgets from tinycc_nn.qat.budget as lines)
-and sweep_8x8.md with each model's ROM and RAM per part.  Short runs understate what a
-model reaches; they show the shape of the trade-off in minutes.  No refinement sweeps.
+not by a weight-byte estimate.  Writes benchmarks/results/sweep_8x8.png (each point's
+marker: the cheapest part the model fits; the parts' packed-weight budgets from
+tinycc_nn.qat.budget as dashed lines), sweep_8x8.md with each model's ROM and RAM per
+part, and the rows as sweep_8x8.json (`--replot` redraws from it).  Short runs understate
+what a model reaches; they show the shape of the trade-off in minutes.  No refinement sweeps.
 One training process, one thread.
 """
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -68,26 +70,37 @@ def sweep(float_epochs: int, qat_epochs: int, act_bits: int) -> list[dict]:
     return rows
 
 
+MARKERS = {"PMS150C": "o", "PFS154": "s", "CH32V003": "^", None: "x"}
+
+
+def smallest_part(row: dict) -> str | None:
+    """The cheapest part the model fits (the parts are in order of size), or None."""
+    return next((part for part in PARTS if row["fits"][part][0]), None)
+
+
 def plot(rows: list[dict], path: Path, title: str) -> None:
+    """Accuracy against packed weight bytes, one line per weight scheme; each point's
+    marker is the cheapest part the compiled model fits (from the real compiles)."""
     fig, ax = plt.subplots(figsize=(8, 5))
     for scheme in SCHEMES:
-        pts = sorted((r["bytes"], r["accuracy"], r["fits"]["PMS150C"][0]) for r in rows if r["scheme"] == scheme)
+        pts = sorted((r["bytes"], r["accuracy"], smallest_part(r)) for r in rows if r["scheme"] == scheme)
+        if not pts:
+            continue
         line, = ax.plot([b for b, _, _ in pts], [100 * a for _, a, _ in pts], "-", label=scheme)
-        for b, a, fits in pts:
-            ax.plot(b, 100 * a, "o", color=line.get_color(), markerfacecolor=line.get_color() if fits else "white")
+        for b, a, part in pts:
+            ax.plot(b, 100 * a, MARKERS[part], color=line.get_color(), markersize=7)
     for name, budget in PART_BUDGETS.items():
-        part = name.upper()
         ax.axvline(budget["weight_bytes"], color="grey", linestyle="--", linewidth=1)
-        ax.text(budget["weight_bytes"], ax.get_ylim()[0], f" {part}\n {budget['weight_bytes']} B",
+        ax.text(budget["weight_bytes"], ax.get_ylim()[0], f" {name.upper()}\n {budget['weight_bytes']} B",
                 color="grey", fontsize=8, va="bottom")
-    ax.plot([], [], "o", color="black", label="fits PMS150C")
-    ax.plot([], [], "o", color="black", markerfacecolor="white", label="does not")
+    for part, marker in MARKERS.items():
+        ax.plot([], [], marker, color="black", label=f"fits {part}" if part else "fits none")
     ax.set_xscale("log")
-    ax.set_xlabel("packed weight bytes")
+    ax.set_xlabel("packed weight bytes (dashed: the parts' weight budgets)")
     ax.set_ylabel("test accuracy (%), 10,000 images")
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(title="weights", fontsize=8)
+    ax.legend(title="weights / cheapest part it fits", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -97,10 +110,21 @@ def main(argv=None):
     ap.add_argument("--long", action="store_true", help="fp32 twin + QAT, 15 + 15 epochs per model")
     ap.add_argument("--act-bits", type=int, default=8, help="hidden activation bits")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results")
+    ap.add_argument("--replot", action="store_true",
+                    help="only redraw the plot and table from the last run's sweep_8x8.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     float_epochs, qat_epochs = (15, 15) if args.long else (0, 2)
-    rows = sweep(float_epochs, qat_epochs, args.act_bits)
+    saved = args.out / "sweep_8x8.json"
+    if args.replot:
+        run_info = json.loads(saved.read_text())
+        rows, (float_epochs, qat_epochs) = run_info["rows"], run_info["epochs"]
+        args.long, args.act_bits = run_info["long"], run_info["act_bits"]
+    else:
+        rows = sweep(float_epochs, qat_epochs, args.act_bits)
+        args.out.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps({"rows": rows, "epochs": [float_epochs, qat_epochs],
+                                     "long": args.long, "act_bits": args.act_bits}, indent=1) + "\n")
     kind = f"{float_epochs} fp32 + {qat_epochs} QAT epochs" if float_epochs else f"{qat_epochs} QAT epochs from scratch"
     title = f"8x8 MNIST: accuracy vs packed weights ({kind}, uint{args.act_bits} activations)"
     args.out.mkdir(parents=True, exist_ok=True)
