@@ -27,7 +27,7 @@ NP = {"int8": np.int8, "uint8": np.uint8, "int32": np.int32, "int16": np.int16}
 @dataclass
 class Layer:
     weights: np.ndarray               # integer [in, out]
-    w_exp: int = -2                   # weight scale 2**w_exp
+    w_exp: int = -2                   # weight scale 2**w_exp (an array: one per output channel)
     bias: np.ndarray | None = None    # integer, in accumulator units (scale_x * scale_w)
     relu: bool = True
     out_exp: int = -4                 # output scale 2**out_exp
@@ -68,13 +68,15 @@ def build(m: Model) -> onnx.ModelProto:
         w = np.asarray(L.weights)
         p = f"l{k}_"
         wt = w.T.copy() if m.gemm else w
-        inits += [_init(p + "w", wt.astype(np.int8)), _init(p + "ws", _f32(2.0 ** L.w_exp))]
-        nodes.append(helper.make_node("DequantizeLinear", [p + "w", p + "ws"], [p + "wd"]))
+        inits += [_init(p + "w", wt.astype(np.int8)), _init(p + "ws", _f32(2.0 ** np.asarray(L.w_exp)))]
+        per_ch = {"axis": 0 if m.gemm else 1} if np.ndim(L.w_exp) else {}   # a scale per output
+        nodes.append(helper.make_node("DequantizeLinear", [p + "w", p + "ws"], [p + "wd"], **per_ch))
         bias_name = None
         if L.bias is not None:
             inits += [_init(p + "b", np.asarray(L.bias, np.int32)),
-                      _init(p + "bs", _f32(2.0 ** (x_exp + L.w_exp)))]
-            nodes.append(helper.make_node("DequantizeLinear", [p + "b", p + "bs"], [p + "bd"]))
+                      _init(p + "bs", _f32(2.0 ** (x_exp + np.asarray(L.w_exp))))]
+            nodes.append(helper.make_node("DequantizeLinear", [p + "b", p + "bs"], [p + "bd"],
+                                          **({"axis": 0} if per_ch else {})))
             bias_name = p + "bd"
         elif L.bias_float is not None:
             inits.append(_init(p + "bd", _f32(L.bias_float)))

@@ -371,7 +371,8 @@ class Codegen:
         streamed = self.streamed(p)
         a.comment(f"dense %{p.name}: {p.k} -> {p.n}, {p.planes.count} weight planes "
                   f"{list(p.planes.coefs)} + {p.planes.offset}, {p.group} inputs per fetch, "
-                  f"acc {8 * p.acc_bytes} bit, shift {p.shift} ({p.rounding})")
+                  f"acc {8 * p.acc_bytes} bit, shift "
+                  f"{p.shift if p.shifts is None else 'per neuron, from its row'} ({p.rounding})")
         out_base, _ = self.layout.vectors[p.name]
         x_base = None if streamed else self.layout.vectors[p.x][0]
         key = self.finisher_key(p)
@@ -420,14 +421,17 @@ class Codegen:
             post = self.fresh("finish_group")             # the long group finish, once
             self.deferred.append((p.name, post, p))       # (a streamed layer has the
         for label, start, end_unit, used in chunks:       # stack level for it)
-            if self.widx_at != (label, start):
+            if label is not None and self.widx_at != (label, start):
                 self.movi("widx", start, comment=f"%{p.name}'s rows start at entry {start}")
             self.neuron_loop(p, label, False, post, out_base + end_unit * p.ways * p.out_bytes)
-            self.widx_at = (label, start + used)
+            if label is not None:
+                self.widx_at = (label, start + used)
 
     def place_rows(self, p: DensePlan, nseg: int) -> list[tuple]:
         """Put p's table rows in tables: [(label, first entry, units done after, bytes)]."""
         width = p.rows.shape[1]
+        if width == 0:     # no weight planes and one constant: the layer reads no table
+            return [(None, 0, p.units, 0)]
         flat = [int(v) for v in p.rows.reshape(-1)]
         room = (TABLE_MAX - len(self.tables[-1][1])) // width if self.open_table else 0
         if nseg == 1 and room < p.units or \
@@ -512,7 +516,9 @@ class Codegen:
                     self.op(f"add {self.r('acc', b)}, a", "+ the neuron's constant")
                     for c in range(b + 1, p.acc_bytes):
                         self.op(f"addc {self.r('acc', c)}")
-            if self.opt != "speed" and p.shift:
+            if p.shifts is not None:     # per-channel scales: the count is in the row
+                self.fetch_to(fetch, dispatch)
+            elif self.opt != "speed" and p.shift:
                 self.op(f"mov a, #{h(p.shift)}", "shift count")
             self.op(f"call {self.finishers[key][0]}", "combine, shift, round, clamp, store")
 

@@ -53,6 +53,7 @@ class DensePlan:
     per_segment: int
     uniform_const: bool    # one constant for every neuron: an immediate, not a table column
     ways: int = 1          # neurons per input read (rows per group of them)
+    shifts: tuple | None = None  # per neuron, when they differ (shift is then their max)
 
     @property
     def units(self) -> int:
@@ -71,7 +72,7 @@ class DensePlan:
     def finish_key(self, shift_in_code: bool) -> tuple:
         """Layers whose per-neuron finishing code is identical share one subroutine
         (with `shift_in_code` false the shift count arrives in A)."""
-        shift = self.shift if shift_in_code else self.shift > 0
+        shift = self.shift if shift_in_code and self.shifts is None else self.shift > 0
         has_u = bool(self.planes.offset) or self.uniform_value != 0
         return (self.planes.coefs, tuple(self.pb), self.acc_bytes, shift, self.rounding,
                 self.clamp_low, self.clamp_high, self.out_bytes, has_u)
@@ -90,11 +91,13 @@ def plan_dense(graph, name: str, where: str) -> DensePlan:
         raise TinyccError(f"{where}: per-channel multipliers {sorted(set(mults.tolist()))[:4]} "
                           "are not supported by the pdk backend (one multiplier per layer)")
     mult = int(mults[0])
-    shifts = per_channel(a["shift"], n)
-    if (shifts != shifts[0]).any():
-        raise TinyccError(f"{where}: per-channel shifts {sorted(set(shifts.tolist()))} "
-                          "(per-channel weight scales) are not supported by the pdk backend")
-    shift = int(shifts[0])
+    shifts = per_channel(a["shift"], n).astype(np.int64)
+    varied = bool((shifts != shifts[0]).any())   # per-channel weight scales: each neuron's
+    if varied and (shifts <= 0).any():           # shift count comes from its table row
+        raise TinyccError(f"{where}: per-channel shifts {sorted(set(shifts.tolist()))} include "
+                          "0, which the pdk backend's shift loop cannot count")
+    shift = int(shifts.max())
+    one = np.int64(1)
     xlo, xhi = channel_range(graph, x)
     umax = xhi - xt.lo
     planes = decompose(w)
@@ -106,17 +109,17 @@ def plan_dense(graph, name: str, where: str) -> DensePlan:
     pb = [max(unsigned_bytes(pmax[p].max() * abs(c)), pb_raw) for p, c in enumerate(planes.coefs)]
     u_max = int(umax.sum())
     consts = ((per_channel(a["bias"], n) + xt.lo * w.sum(axis=0)) * mult
-              + per_channel(a["rnd"], n) - yt.lo * (1 << shift))
+              + per_channel(a["rnd"], n) - yt.lo * (one << shifts))
     rounding = a["rounding"]
     if rounding != "floor" and yt.lo % 2:
         rounding = "half_odd" if rounding == "half_even" else "half_even"
     if shift == 0:
         rounding = "floor"                 # nothing is shifted out: exact
     elif rounding != "floor":
-        consts = consts + (1 << (shift - 1)) - (1 if rounding == "half_odd" else 0)
+        consts = consts + (one << (shifts - 1)) - (1 if rounding == "half_odd" else 0)
     (_, _), (t_lo, t_hi) = accumulator_range(graph, name)
-    q_lo = (t_lo - yt.lo * (1 << shift)) >> shift
-    q_hi = (t_hi - yt.lo * (1 << shift) + (1 << shift)) >> shift
+    q_lo = (t_lo - yt.lo * (one << shifts)) >> shifts
+    q_hi = (t_hi - yt.lo * (one << shifts) + (one << shifts)) >> shifts
     span = yt.hi - yt.lo
     clamp_low = a["lo"] is not None and bool((q_lo < 0).any())
     clamp_high = span if a["hi"] is not None and bool((q_hi > span).any()) else None
@@ -125,7 +128,7 @@ def plan_dense(graph, name: str, where: str) -> DensePlan:
     # proven range interval analysis gives.
     coefs = np.array(planes.coefs, np.int64).reshape(-1, 1)
     neg = consts + (np.minimum(coefs, 0) * pmax).sum(axis=0) + min(planes.offset, 0) * u_max
-    top = max(int((t_hi - yt.lo * (1 << shift)).max()), int(consts.max())) + (1 << shift)
+    top = max(int((t_hi - yt.lo * (one << shifts)).max()), int(consts.max())) + (1 << shift)
     if planes.offset:   # u = offset * U is computed in acc by shifting U up
         top = max(top, u_max << max(abs(planes.offset).bit_length() - 1, 0))
     acc_bytes = max(signed_bytes(-int(neg.min()) - 1), signed_bytes(top), 1)
@@ -136,13 +139,16 @@ def plan_dense(graph, name: str, where: str) -> DensePlan:
     uniform = bool((consts == consts[0]).all())   # e.g. no bias and unsigned inputs
     const_bytes = np.array([[(int(c) >> (8 * b)) & 0xFF for b in range(acc_bytes)] for c in consts])
     rows = plane_bytes if uniform else np.concatenate([plane_bytes, const_bytes], axis=1)
+    if varied:
+        rows = np.concatenate([rows, shifts.reshape(n, 1)], axis=1)
     per_segment = TABLE_MAX // max(rows.shape[1], 1)
     if per_segment == 0:
         raise TinyccError(f"{where}: one neuron needs {rows.shape[1]} table bytes, more than "
                           f"one table holds ({TABLE_MAX})")
     return DensePlan(name, x, k, n, groups if planes.count else 0, group, wbytes, planes, pb_raw, pb, acc_bytes,
                      [int(c) for c in consts], shift, rounding, clamp_low, clamp_high,
-                     yt.lo, unsigned_bytes(span), rows, per_segment, uniform)
+                     yt.lo, unsigned_bytes(span), rows, per_segment, uniform,
+                     shifts=tuple(int(v) for v in shifts) if varied else None)
 
 
 def widened(p: DensePlan, ways: int) -> DensePlan | None:
@@ -153,7 +159,7 @@ def widened(p: DensePlan, ways: int) -> DensePlan | None:
     inputs (neuron ways*j + s at bits s * planes * group and up), and each row is one
     group of neurons' bytes followed by their constants when they differ."""
     planes = p.planes.count
-    if planes == 0 or 8 % (ways * planes) or p.n % ways:
+    if planes == 0 or 8 % (ways * planes) or p.n % ways or p.shifts is not None:
         return None
     group = 8 // (ways * planes)
     bits = np.concatenate([p.planes.bits[:, :, s::ways] for s in range(ways)], axis=0)

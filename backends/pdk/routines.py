@@ -109,7 +109,7 @@ def muladd(gen, dst: str, dst_bytes: int, src: str, src_bytes: int, coef: int) -
 def tail_key(gen, p: DensePlan) -> tuple:
     """What the code after the combine depends on: finishes of layers with other weight
     planes but the same output shape jump into one copy of it."""
-    shift = p.shift if gen.opt == "speed" else p.shift > 0
+    shift = p.shift if gen.opt == "speed" and p.shifts is None else p.shift > 0
     return (p.acc_bytes, shift, p.rounding, p.clamp_low, p.clamp_high, p.out_bytes)
 
 
@@ -118,7 +118,7 @@ def finish(gen, p: DensePlan) -> None:
     so the order of the terms does not matter); then floor-shift (the rounding is in
     the constant), fix ties, clamp and store at [oidx]."""
     n, s = p.acc_bytes, p.shift
-    loop = gen.opt != "speed" and s > 0
+    loop = (gen.opt != "speed" or p.shifts is not None) and s > 0   # count in A
     if loop:
         gen.op(f"mov {gen.r('wb')}, a", "shift count")
     gen.asm.comment("acc += u + sum_k coef_k * P_k")

@@ -260,3 +260,47 @@ def test_layers_share_a_table_and_widx_runs_on():
     tables = [i for i, line in enumerate(lines) if line.startswith("w_")]
     assert len(tables) == 1 and lines[tables[0] + 1].split() == ["pcadd", "a"]
     assert sum("rows start at entry" in line for line in lines) == 1
+
+
+@pytest.mark.parametrize("target", ["pms150c", "pfs154"])
+@pytest.mark.parametrize("opt", ["size", "speed"])
+@pytest.mark.parametrize("bias", [False, True])
+def test_per_channel_weight_scales_take_each_neurons_shift_from_its_row(target, opt, bias):
+    rng = np.random.default_rng(77 + bias)
+    m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (40, 12), "pm2"), rng.integers(-4, 0, 12),
+                             rng.integers(-200, 200, 12) if bias else None, True, -1, "uint8"),
+                   qdq.Layer(qdq.random_weights(rng, (12, 6), "int4"), rng.integers(-5, -1, 6),
+                             None, False, -1)],
+                  40, in_exp=-6, in_dtype="int8", argmax=True)
+    model = qdq.build(m)
+    x = qdq.random_inputs(rng, m, 8)
+    art = tinycc_nn.compile(model, target, opt=opt)
+    for (name, got), want in zip(art.run(x).items(), qdq.ort_run(model, x)):
+        assert np.array_equal(got.reshape(8, -1), want.reshape(8, -1)), name
+    assert "shift per neuron, from its row" in art.files["model.asm"]
+
+
+def test_a_per_channel_shift_of_zero_is_refused_by_name():
+    rng = np.random.default_rng(5)
+    m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (16, 4), "pm2"), np.array([-3, -2, -3, -1]),
+                             None, False, -4, "int8")], 16, in_exp=-3, in_dtype="int8")
+    model = qdq.build(m)
+    assert tinycc_nn.compile(model, "python")       # fine elsewhere
+    with pytest.raises(TinyccError, match=r"per-channel shifts \[0, .*include 0"):
+        tinycc_nn.compile(model, "pms150c")
+
+
+@pytest.mark.parametrize("opt", ["size", "speed"])
+def test_a_layer_with_all_zero_weights_reads_no_table(opt):
+    # its output is its (uniform) bias alone: no weight planes, no table rows (this
+    # crashed the table packing when an earlier layer had left a table open)
+    rng = np.random.default_rng(9)
+    m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (16, 4), "pm2"), -2, None, True, -3, "uint8"),
+                   qdq.Layer(np.zeros((4, 3), np.int64), -2, np.array([5, 5, 5]), False, -4)],
+                  16, in_exp=-3, in_dtype="int8", argmax=True)
+    model = qdq.build(m)
+    x = qdq.random_inputs(rng, m, 6)
+    for target in ("pms150c", "pfs154"):
+        art = tinycc_nn.compile(model, target, opt=opt)
+        for (name, got), want in zip(art.run(x).items(), qdq.ort_run(model, x)):
+            assert np.array_equal(got.reshape(6, -1), want.reshape(6, -1)), name
