@@ -112,9 +112,11 @@ class PdkBackend(Backend):
         kernel and finish routines; `speed`: kernels inline, shifts unrolled), in how many
         neurons share each read of a streamed input (`reads_shared_by` fixes it), and for
         layers whose weights span several tables, in one loop per table vs a dispatcher.
+        With `--opt speed`, layers reading RAM may share reads too, where RAM allows.
         `--opt size` takes the fewest words; `--opt speed` the fewest cycles on one
         inference in the simulator among those that fit `rom_limit` (without the
-        assembler, the first that fits in the order fastest-expected first)."""
+        assembler, or for a library build, the first that fits in the order
+        fastest-expected first)."""
         opt = options.get("opt", "size")
         limit = self.rom_limit(options)
         fixed = options.get("reads_shared_by")
@@ -134,15 +136,14 @@ class PdkBackend(Backend):
                         break
                 if widest < ways:     # nothing reads that wide: narrower is the same program
                     break
-        if opt == "speed":    # layers reading RAM may share reads too, where RAM allows
-            for ways in [w for w in candidates if w > 1]:
+        if opt == "speed":
+            for ways in [w for w in candidates if w > 1]:     # layers reading RAM share too
                 try:
                     gen = self.variant(graph, options, "speed", ways, True, widen_all=True)
-                except TinyccError:
+                except TinyccError:       # no RAM for it
                     continue
-                if any(q.ways > 1 and gen.plans_read_ram(q) for q in gen.plans.values()):
+                if any(q.ways > 1 and not gen.streamed(q) for q in gen.plans.values()):
                     gens.append(gen)
-        if opt == "speed":
             usable = PARTS[self.part].usable_rom_words
             fitting = [g for g in gens if g.asm.words <= usable and
                        g.asm.words - g.asm.section_words.get("harness", 0) <= limit]

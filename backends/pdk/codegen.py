@@ -99,9 +99,6 @@ class Codegen:
         """Whether some layer spans several tables (so `seg_copies` changes the program)."""
         return any(q.units > q.per_segment for q in self.plans.values())
 
-    def plans_read_ram(self, p: DensePlan) -> bool:
-        return not self.streamed(p)
-
     def streamed(self, p: DensePlan) -> bool:
         return p.x == self.input_name and not self.input_in_ram
 

@@ -22,6 +22,20 @@ def _bit_exact(model, x, target):
     return art, stats
 
 
+def _agrees(art, model, x):
+    """Every output of `art` on x equals onnxruntime's, bit for bit."""
+    for (name, got), want in zip(art.run(x).items(), qdq.ort_run(model, x)):
+        assert np.array_equal(got.reshape(len(x), -1), want.reshape(len(x), -1)), name
+
+
+def _pm2_mlp(rng, sizes):
+    """{-2,-1,+1,+2} layers of these sizes, uint8 ReLU hidden vectors, an argmax."""
+    layers = [qdq.Layer(qdq.random_weights(rng, (k, n), "pm2"), -1, None, True, -1, "uint8")
+              for k, n in zip(sizes[:-2], sizes[1:-1])]
+    layers.append(qdq.Layer(qdq.random_weights(rng, sizes[-2:], "pm2"), -1, None, False, 0))
+    return qdq.Model(layers, sizes[0], in_exp=-7, in_dtype="uint8", argmax=True)
+
+
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("target", ["pms150c", "pfs154"])
 def test_random_models_bit_exact_on_the_simulator(seed, target):
@@ -198,8 +212,7 @@ def test_a_layer_spanning_two_tables_loops_per_table_or_dispatches(bias, ways, c
                     vectors={n: (gen.layout.vectors[n][0], q.out_bytes, q.out_lo, q.n)
                              for n, q in gen.plans.items()})
     art._program = PdkProgram(art, backend)      # run this variant's program
-    for (name, got), want in zip(art.run(x).items(), qdq.ort_run(model, x)):
-        assert np.array_equal(got.reshape(6, -1), want.reshape(6, -1)), name
+    _agrees(art, model, x)
 
 
 def test_rom_limit_bounds_the_program_for_both_opts():
@@ -227,33 +240,23 @@ def test_speed_lets_layers_reading_ram_share_reads_where_ram_allows():
     # the PFS154 has RAM for the other neurons' sums of the hidden layers too, and
     # --opt speed keeps whichever variant measured fastest
     rng = np.random.default_rng(12)
-    m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (64, 16), "pm2"), -1, None, True, -1, "uint8"),
-                   qdq.Layer(qdq.random_weights(rng, (16, 16), "pm2"), -1, None, True, -1, "uint8"),
-                   qdq.Layer(qdq.random_weights(rng, (16, 12), "pm2"), -1, None, False, 0)],
-                  64, in_exp=-7, in_dtype="uint8", argmax=True)
+    m = _pm2_mlp(rng, (64, 16, 16, 12))
     model = qdq.build(m)
     x = qdq.random_inputs(rng, m, 6)
     art, stats = _bit_exact(model, x, "pfs154")          # --opt size: nothing shared
     fast = tinycc_nn.compile(model, "pfs154", opt="speed")
     assert fast.report["ram_layers_share_reads"] and fast.report["input"] == "ram"
     assert fast.report["reads_shared_by"] > 1
-    outs, fstats = fast.run(x, with_stats=True)
-    for (name, got), want in zip(outs.items(), qdq.ort_run(model, x)):
-        assert np.array_equal(got.reshape(6, -1), want.reshape(6, -1)), name
-    assert fstats["cycles"].mean() < stats["cycles"].mean()
-    small = tinycc_nn.compile(model, "pms150c", opt="speed")      # whatever it kept
-    for (name, got), want in zip(small.run(x).items(), qdq.ort_run(model, x)):
-        assert np.array_equal(got.reshape(6, -1), want.reshape(6, -1)), name
+    _agrees(fast, model, x)
+    assert fast.run(x, with_stats=True)[1]["cycles"].mean() < stats["cycles"].mean()
+    _agrees(tinycc_nn.compile(model, "pms150c", opt="speed"), model, x)   # whatever it kept
 
 
 def test_layers_share_a_table_and_widx_runs_on():
     # 120 + 36 + 30 table bytes: one `pcadd` table; widx is set once, then each layer's
     # rows follow the previous layer's
     rng = np.random.default_rng(40)
-    m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (40, 12), "pm2"), -1, None, True, -1, "uint8"),
-                   qdq.Layer(qdq.random_weights(rng, (12, 12), "pm2"), -1, None, True, -1, "uint8"),
-                   qdq.Layer(qdq.random_weights(rng, (12, 10), "pm2"), -1, None, False, 0)],
-                  40, in_exp=-7, in_dtype="uint8", argmax=True)
+    m = _pm2_mlp(rng, (40, 12, 12, 10))
     model = qdq.build(m)
     art, _ = _bit_exact(model, qdq.random_inputs(rng, m, 6), "pms150c")
     lines = art.files["model.asm"].splitlines()
@@ -275,8 +278,7 @@ def test_per_channel_weight_scales_take_each_neurons_shift_from_its_row(target, 
     model = qdq.build(m)
     x = qdq.random_inputs(rng, m, 8)
     art = tinycc_nn.compile(model, target, opt=opt)
-    for (name, got), want in zip(art.run(x).items(), qdq.ort_run(model, x)):
-        assert np.array_equal(got.reshape(8, -1), want.reshape(8, -1)), name
+    _agrees(art, model, x)
     assert "shift per neuron, from its row" in art.files["model.asm"]
 
 
@@ -301,6 +303,4 @@ def test_a_layer_with_all_zero_weights_reads_no_table(opt):
     model = qdq.build(m)
     x = qdq.random_inputs(rng, m, 6)
     for target in ("pms150c", "pfs154"):
-        art = tinycc_nn.compile(model, target, opt=opt)
-        for (name, got), want in zip(art.run(x).items(), qdq.ort_run(model, x)):
-            assert np.array_equal(got.reshape(6, -1), want.reshape(6, -1)), name
+        _agrees(tinycc_nn.compile(model, target, opt=opt), model, x)
