@@ -161,16 +161,21 @@ class PdkBackend(Backend):
                 return fitting[0]
         return min(gens, key=lambda g: g.asm.words)
 
-    def measure(self, graph, gen):
-        """One inference of `gen`'s program on an all-zero input (the kernels' skips depend
-        on the weights only, so this is the typical cost)."""
+    def program_of(self, graph, gen) -> PdkProgram:
+        """`gen`'s program, assembled and loaded on the simulator (any variant, not only
+        the one emit() kept)."""
         vectors = {n: (gen.layout.vectors[n][0], q.out_bytes, q.out_lo, q.n)
                    for n, q in gen.plans.items()}
         probe = SimpleNamespace(graph=graph, meta={"vectors": vectors,
                                                    "stack_end": gen.layout.stack_end},
                                 assembly=sdas.assemble(gen.source, self.core))
+        return PdkProgram(probe, self)
+
+    def measure(self, graph, gen):
+        """One inference of `gen`'s program on an all-zero input (the kernels' skips depend
+        on the weights only, so this is the typical cost)."""
         zeros = np.zeros(graph.type(graph.inputs()[0]).size, np.int64)
-        return PdkProgram(probe, self).run_one(zeros)
+        return self.program_of(graph, gen).run_one(zeros)
 
     def emit(self, graph, options):
         spec = PARTS[self.part]

@@ -167,11 +167,7 @@ def test_a_streamed_layer_reads_each_input_once_for_several_neurons(value_set, n
 
 
 def test_opt_size_takes_the_fewest_words_and_speed_the_fewest_instructions():
-    rng = np.random.default_rng(8)
-    m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (64, 16), "pm2"), -1, None, True, -1, "uint8"),
-                   qdq.Layer(qdq.random_weights(rng, (16, 10), "pm2"), -1, None, False, 0)],
-                  64, in_exp=-7, in_dtype="uint8", argmax=True)
-    model = qdq.build(m)
+    model = qdq.build(_pm2_mlp(np.random.default_rng(8), (64, 16, 10)))
     fixed = {w: tinycc_nn.compile(model, "pms150c", reads_shared_by=w).report for w in (1, 2, 4)}
     size = tinycc_nn.compile(model, "pms150c").report
     speed = tinycc_nn.compile(model, "pms150c", opt="speed").report
@@ -195,7 +191,7 @@ def _two_table_model(rng, bias):
 @pytest.mark.parametrize("ways", [1, 4])
 @pytest.mark.parametrize("copies", [True, False])
 def test_a_layer_spanning_two_tables_loops_per_table_or_dispatches(bias, ways, copies):
-    from tinycc_nn.backends.pdk import PdkProgram, Pms150cBackend
+    from tinycc_nn.backends.pdk import Pms150cBackend
     rng = np.random.default_rng(31 + bias)
     m, model = _two_table_model(rng, bias)
     x = qdq.random_inputs(rng, m, 6)
@@ -207,20 +203,12 @@ def test_a_layer_spanning_two_tables_loops_per_table_or_dispatches(bias, ways, c
     assert ("fetch_" in asm) == (not copies)           # the dispatcher and its RAM byte
     assert ("table segment of" in asm) == (not copies)
     assert ("finish_group" in asm) == (copies and ways > 1 and not bias)
-    art.assembly = sdas.assemble(asm, "pdk13")
-    art.meta = dict(art.meta, stack_end=gen.layout.stack_end,
-                    vectors={n: (gen.layout.vectors[n][0], q.out_bytes, q.out_lo, q.n)
-                             for n, q in gen.plans.items()})
-    art._program = PdkProgram(art, backend)      # run this variant's program
+    art._program = backend.program_of(art.graph, gen)      # run this variant's program
     _agrees(art, model, x)
 
 
 def test_rom_limit_bounds_the_program_for_both_opts():
-    rng = np.random.default_rng(8)
-    m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (64, 16), "pm2"), -1, None, True, -1, "uint8"),
-                   qdq.Layer(qdq.random_weights(rng, (16, 10), "pm2"), -1, None, False, 0)],
-                  64, in_exp=-7, in_dtype="uint8", argmax=True)
-    model = qdq.build(m)
+    model = qdq.build(_pm2_mlp(np.random.default_rng(8), (64, 16, 10)))
     size = tinycc_nn.compile(model, "pms150c").report
     fastest = tinycc_nn.compile(model, "pms150c", opt="speed").report
     assert fastest["rom_used"] > size["rom_used"] + 20
