@@ -1,4 +1,5 @@
-"""Padauk backends: `pms150c` (pdk13, 1K words, 64 B) and `pfs154` (pdk14, 2K words, 128 B).
+"""Padauk backends: `pms150c` (pdk13, 1K words, 64 B) and `pfs154` (pdk14, 2K words, 128 B),
+and `pdk13` / `pdk14` for any other part with those cores (`--option rom=N ram=N`).
 
 emit() writes `model.asm` (sdas syntax), assembles and links it with Debian's
 sdaspdk13/14 + sdldpdk into `model.ihx` when they are installed, and reports ROM
@@ -18,7 +19,7 @@ from tinycc_nn.errors import DoesNotFit, TinyccError
 from . import library, sdas
 from .codegen import Codegen
 from .isa import CORES
-from .parts import PARTS
+from .parts import CORE_LIMITS, PARTS, Part, generic
 from .sim import Simulator
 
 
@@ -29,7 +30,7 @@ class PdkProgram(Program):
         self.meta = artifact.meta
         self.core = CORES[backend.core]
         self.assembly = artifact.assembly
-        self.sim = Simulator.for_part(backend.part, self.assembly.words,
+        self.sim = Simulator.for_part(self.meta["part"], self.assembly.words,
                                       stack_limit=self.meta["stack_end"],
                                       max_instructions=5_000_000)
         self.table = self.assembly.symbols["_nn_input_table"]
@@ -83,8 +84,12 @@ class PdkBackend(Backend):
                "harness": (True, "add the reset stub and the ROM input table (simulator build); "
                                  "false: a library for SDCC firmware, with model.h")}
 
+    def spec(self, options) -> Part:
+        """The part compiled for (a generic target's comes from its options)."""
+        return PARTS[self.part]
+
     def rom_limit(self, options) -> int:
-        spec = PARTS[self.part]
+        spec = self.spec(options)
         limit = options.get("rom_limit")
         if limit is None:
             return spec.usable_rom_words
@@ -99,11 +104,12 @@ class PdkBackend(Backend):
 
     def variant(self, graph, options, shape: str, ways: int, copies: bool,
                 widen_all: bool = False, stop_after=None) -> Codegen:
-        spec = PARTS[self.part]
+        spec = self.spec(options)
         gen = Codegen(graph, self.core, CORES[self.core], spec.name, spec.ram_bytes,
                       harness=bool(options.get("harness", True)), opt=shape, ways=ways,
                       seg_copies=copies, widen_all=widen_all)
         gen.stop_after = stop_after
+        gen.part_spec = spec
         gen.source = gen.emit()
         return gen
 
@@ -144,7 +150,7 @@ class PdkBackend(Backend):
                     continue
                 if any(q.ways > 1 and not gen.streamed(q) for q in gen.plans.values()):
                     gens.append(gen)
-            usable = PARTS[self.part].usable_rom_words
+            usable = self.spec(options).usable_rom_words
             fitting = [g for g in gens if g.asm.words <= usable and
                        g.asm.words - g.asm.section_words.get("harness", 0) <= limit]
             # the speed shape beats the size shape, and a loop per table beats the
@@ -166,7 +172,7 @@ class PdkBackend(Backend):
         the one emit() kept)."""
         vectors = {n: (gen.layout.vectors[n][0], q.out_bytes, q.out_lo, q.n)
                    for n, q in gen.plans.items()}
-        probe = SimpleNamespace(graph=graph, meta={"vectors": vectors,
+        probe = SimpleNamespace(graph=graph, meta={"vectors": vectors, "part": gen.part_spec,
                                                    "stack_end": gen.layout.stack_end},
                                 assembly=sdas.assemble(gen.source, self.core))
         return PdkProgram(probe, self)
@@ -178,7 +184,7 @@ class PdkBackend(Backend):
         return self.program_of(graph, gen).run_one(zeros)
 
     def emit(self, graph, options):
-        spec = PARTS[self.part]
+        spec = self.spec(options)
         gen = self.codegen(graph, options)
         source = gen.source
         lay = gen.layout
@@ -201,7 +207,7 @@ class PdkBackend(Backend):
         for name, plan in gen.plans.items():
             base, _ = lay.vectors[name]
             vectors[name] = (base, plan.out_bytes, plan.out_lo, plan.n)
-        meta = {"vectors": vectors, "stack_end": lay.stack_end,
+        meta = {"vectors": vectors, "stack_end": lay.stack_end, "part": spec,
                 "variant": (gen.opt, gen.ways, gen.seg_copies, gen.widen_all)}
         report = {"rom_used": model_words, "rom_harness": harness_words,
                   "rom_capacity": spec.usable_rom_words, "ram_used": lay.used,
@@ -267,4 +273,37 @@ class Pfs154Backend(PdkBackend):
     part, core = "PFS154", "pdk14"
     description = "Padauk PFS154 (pdk14): sdas assembly + .ihx, 2032 words ROM, 128 B RAM"
     rom_capacity, ram_capacity = PARTS["PFS154"].usable_rom_words, PARTS["PFS154"].ram_bytes
+    word_bits = 14
+
+
+class GenericPdkBackend(PdkBackend):
+    """Any part with this core: its usable ROM words and RAM bytes are options (e.g. a
+    PMS152: `-t pdk14 --option rom=1264 --option ram=80`, leaving its writer words)."""
+    options = {**PdkBackend.options,
+               "rom": (None, "usable program memory in words (default: all the core "
+                             "addresses; leave out the words your part reserves)"),
+               "ram": (None, "RAM in bytes (default: all the core addresses)")}
+
+    def spec(self, options) -> Part:
+        try:
+            return generic(self.core, options.get("rom"), options.get("ram"))
+        except ValueError as e:
+            raise TinyccError(f"--option {e}") from None
+
+
+class Pdk13Backend(GenericPdkBackend):
+    name = "pdk13"
+    part, core = "pdk13", "pdk13"
+    description = (f"any Padauk pdk13 part (--option rom=WORDS ram=BYTES, at most "
+                   f"{CORE_LIMITS['pdk13'][0]} and {CORE_LIMITS['pdk13'][1]})")
+    rom_capacity, ram_capacity = CORE_LIMITS["pdk13"]
+    word_bits = 13
+
+
+class Pdk14Backend(GenericPdkBackend):
+    name = "pdk14"
+    part, core = "pdk14", "pdk14"
+    description = (f"any Padauk pdk14 part (--option rom=WORDS ram=BYTES, at most "
+                   f"{CORE_LIMITS['pdk14'][0]} and {CORE_LIMITS['pdk14'][1]})")
+    rom_capacity, ram_capacity = CORE_LIMITS["pdk14"]
     word_bits = 14

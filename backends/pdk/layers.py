@@ -78,6 +78,30 @@ class DensePlan:
                 self.clamp_low, self.clamp_high, self.out_bytes, has_u)
 
 
+def one_multiplier(mults, rnds, shifts):
+    """Per-channel requantization (t = acc * mult + rnd, shifted right by shift) as one
+    multiplier for every neuron, which the kernels fold into the plane coefficients:
+    channel j's t and shift are both scaled up by 2**up[j], which changes neither the
+    floor nor a tie, so mult[j] = m * 2**e[j] becomes m * 2**max(e) everywhere.  Shift
+    counts that differ per neuron come from the table rows and are counted down, so
+    none may be 0: then everything goes up one more place.  Returns the multiplier and
+    the per-channel rnd, shift and up (int64 arrays), or None when the multipliers'
+    odd parts differ."""
+    mults, rnds, shifts = (np.asarray(v, np.int64) for v in (mults, rnds, shifts))
+    if (mults == mults[0]).all():
+        up = np.zeros_like(shifts)
+    elif (mults <= 0).any():
+        return None
+    else:
+        twos = np.array([(int(v) & -int(v)).bit_length() - 1 for v in mults], np.int64)
+        if len(set((mults >> twos).tolist())) > 1:
+            return None
+        up = twos.max() - twos
+    if (shifts + up != shifts[0] + up[0]).any() and (shifts + up == 0).any():
+        up = up + 1
+    return int(mults[0] << up[0]), rnds << up, shifts + up, up
+
+
 def plan_dense(graph, name: str, where: str) -> DensePlan:
     x, w_name = graph.operands(name)
     a = graph.attrs(name)
@@ -86,16 +110,16 @@ def plan_dense(graph, name: str, where: str) -> DensePlan:
     xt, yt = graph.type(x), graph.type(name)
     if xt.hi - xt.lo > 255:
         raise TinyccError(f"{where}: its input %{x} spans {xt.lo}..{xt.hi}, more than a byte")
-    mults = per_channel(a["mult"], n)
-    if (mults != mults[0]).any():
-        raise TinyccError(f"{where}: per-channel multipliers {sorted(set(mults.tolist()))[:4]} "
-                          "are not supported by the pdk backend (one multiplier per layer)")
-    mult = int(mults[0])
-    shifts = per_channel(a["shift"], n).astype(np.int64)
+    scaled = one_multiplier(per_channel(a["mult"], n), per_channel(a["rnd"], n),
+                            per_channel(a["shift"], n))
+    if scaled is None:
+        mults = sorted(set(per_channel(a["mult"], n).tolist()))
+        raise TinyccError(f"{where}: per-channel multipliers {mults[:4]} are not one "
+                          "multiplier times powers of two, which the pdk backend needs "
+                          "(it has no per-neuron multiply)")
+    mult, rnd, shifts, up = scaled
     varied = bool((shifts != shifts[0]).any())   # per-channel weight scales: each neuron's
-    if varied and (shifts <= 0).any():           # shift count comes from its table row
-        raise TinyccError(f"{where}: per-channel shifts {sorted(set(shifts.tolist()))} include "
-                          "0, which the pdk backend's shift loop cannot count")
+    assert not (varied and (shifts <= 0).any())  # shift count comes from its table row
     shift = int(shifts.max())
     one = np.int64(1)
     xlo, xhi = channel_range(graph, x)
@@ -109,7 +133,7 @@ def plan_dense(graph, name: str, where: str) -> DensePlan:
     pb = [max(unsigned_bytes(pmax[p].max() * abs(c)), pb_raw) for p, c in enumerate(planes.coefs)]
     u_max = int(umax.sum())
     consts = ((per_channel(a["bias"], n) + xt.lo * w.sum(axis=0)) * mult
-              + per_channel(a["rnd"], n) - yt.lo * (one << shifts))
+              + rnd - yt.lo * (one << shifts))
     rounding = a["rounding"]
     if rounding != "floor" and yt.lo % 2:
         rounding = "half_odd" if rounding == "half_even" else "half_even"
@@ -118,6 +142,7 @@ def plan_dense(graph, name: str, where: str) -> DensePlan:
     elif rounding != "floor":
         consts = consts + (one << (shifts - 1)) - (1 if rounding == "half_odd" else 0)
     (_, _), (t_lo, t_hi) = accumulator_range(graph, name)
+    t_lo, t_hi = t_lo << up, t_hi << up
     q_lo = (t_lo - yt.lo * (one << shifts)) >> shifts
     q_hi = (t_hi - yt.lo * (one << shifts) + (one << shifts)) >> shifts
     span = yt.hi - yt.lo

@@ -126,12 +126,13 @@ class Simulator:
         self.reset()
 
     @classmethod
-    def for_part(cls, part: str, program, **options) -> "Simulator":
-        spec = PARTS[part]
+    def for_part(cls, part, program, **options) -> "Simulator":
+        """A simulator for `part`: a name in PARTS or a Part (e.g. a generic one)."""
+        spec = PARTS[part] if isinstance(part, str) else part
         return cls(spec.core, program, rom_words=spec.rom_words, ram_bytes=spec.ram_bytes, **options)
 
     @classmethod
-    def from_ihx(cls, source: str | Path, part: str, **options) -> "Simulator":
+    def from_ihx(cls, source: str | Path, part, **options) -> "Simulator":
         """A simulator for `part` loaded with an Intel HEX file (or its text)."""
         from .sdas import load_ihx
         return cls.for_part(part, load_ihx(source), **options)

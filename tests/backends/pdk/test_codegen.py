@@ -270,14 +270,36 @@ def test_per_channel_weight_scales_take_each_neurons_shift_from_its_row(target, 
     assert "shift per neuron, from its row" in art.files["model.asm"]
 
 
-def test_a_per_channel_shift_of_zero_is_refused_by_name():
+@pytest.mark.parametrize("w_exp, in_exp, out_exp", [
+    ([-3, -2, -3, -1], -3, -4),     # per-channel shifts 2, 1, 2, 0: the 0 cannot be counted
+    ([0, -1, 0, -1], -5, -7),       # multipliers 2, 1, 2, 1 (the fit keeps shifts >= 0)
+    ([1, -1, 0, -1], -3, -5),       # multipliers 8, 2, 4, 2
+    ([1, -1, 0, -3], -3, -5),       # multipliers and a shift with ties to round
+])
+@pytest.mark.parametrize("opt", ["size", "speed"])
+def test_per_channel_multipliers_and_zero_shifts_become_one_multiplier(w_exp, in_exp, out_exp, opt):
     rng = np.random.default_rng(5)
-    m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (16, 4), "pm2"), np.array([-3, -2, -3, -1]),
-                             None, False, -4, "int8")], 16, in_exp=-3, in_dtype="int8")
+    m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (16, 4), "pm2"), np.array(w_exp),
+                             rng.integers(-40, 40, 4), True, out_exp, "uint8"),
+                   qdq.Layer(qdq.random_weights(rng, (4, 3), "pm2"), -1, None, False, -2)],
+                  16, in_exp=in_exp, in_dtype="int8", argmax=True)
     model = qdq.build(m)
-    assert tinycc_nn.compile(model, "python")       # fine elsewhere
-    with pytest.raises(TinyccError, match=r"per-channel shifts \[0, .*include 0"):
-        tinycc_nn.compile(model, "pms150c")
+    x = np.concatenate([qdq.random_inputs(rng, m, 24),     # and inputs on the grid, small
+                        rng.integers(-6, 7, (40, 16)) * 2.0 ** in_exp]).astype(np.float32)
+    for target in ("pms150c", "pfs154"):
+        _agrees(tinycc_nn.compile(model, target, opt=opt), model, x)
+
+
+def test_multipliers_with_different_odd_parts_are_refused_by_name():
+    rng = np.random.default_rng(6)
+    m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (16, 4), "pm2"), -2, None, False, -4)],
+                  16, in_exp=-3, in_dtype="int8")
+    graph = tinycc_nn.load_model(qdq.build(m))
+    requant = next(n for n in graph.order() if graph.op(n) == "requant")
+    graph.attrs(requant)["mult"] = [1, 3, 1, 1]   # only an IR file can say this
+    assert tinycc_nn.compile(graph, "python")       # fine elsewhere
+    with pytest.raises(TinyccError, match=r"per-channel multipliers \[1, 3\] are not one"):
+        tinycc_nn.compile(graph, "pms150c")
 
 
 @pytest.mark.parametrize("opt", ["size", "speed"])
@@ -292,3 +314,26 @@ def test_a_layer_with_all_zero_weights_reads_no_table(opt):
     x = qdq.random_inputs(rng, m, 6)
     for target in ("pms150c", "pfs154"):
         _agrees(tinycc_nn.compile(model, target, opt=opt), model, x)
+
+
+def test_generic_targets_take_the_parts_rom_and_ram_from_options():
+    rng = np.random.default_rng(21)
+    m = _pm2_mlp(rng, (64, 12, 10))
+    model = qdq.build(m)
+    x = qdq.random_inputs(rng, m, 6)
+    # a PMS152-like part: pdk14 with 80 bytes: too little for the 64-byte input beside
+    # the rest, so it streams, where the PFS154 (128 bytes) keeps it in RAM
+    small = tinycc_nn.compile(model, "pdk14", rom=1264, ram=80)
+    _agrees(small, model, x)
+    assert small.report["ram_capacity"] == 80 and small.report["rom_capacity"] == 1264
+    assert small.report["input"] == "streamed"
+    assert tinycc_nn.compile(model, "pfs154").report["input"] == "ram"
+    full = tinycc_nn.compile(model, "pdk13")          # defaults: all the core addresses
+    assert (full.report["rom_capacity"], full.report["ram_capacity"]) == (1024, 64)
+    _agrees(full, model, x)
+    with pytest.raises(DoesNotFit, match=r"pdk13: needs \d+ words of ROM, has 200"):
+        tinycc_nn.compile(model, "pdk13", rom=200)
+    with pytest.raises(TinyccError, match=r"--option ram=100: a pdk13 part has 8\.\.64 bytes"):
+        tinycc_nn.compile(model, "pdk13", ram=100)
+    with pytest.raises(TinyccError, match=r"--option rom=big: expected a number"):
+        tinycc_nn.compile(model, "pdk14", rom="big")
