@@ -62,7 +62,8 @@ def measure(model_path, target, opt, x, y, **options):
             "sim_mips": float(stats["instructions"].sum() / seconds / 1e6),
             "exact": f"{len(x) - int(bad.sum())}/{len(x)}",
             "variant": f"{r['code_shape']} shape, {r['reads_shared_by']} per read"
-                       + (", loop per table" if r["loop_per_table"] else ""),
+                       + (", loop per table" if r["loop_per_table"] else "")
+                       + (", input staged through RAM" if r.get("input_staged") else ""),
             "accuracy": f"{100.0 * float((cls == y).mean()):.2f}%"}
 
 

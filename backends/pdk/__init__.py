@@ -103,11 +103,11 @@ class PdkBackend(Backend):
         return limit
 
     def variant(self, graph, options, shape: str, ways: int, copies: bool,
-                widen_all: bool = False, stop_after=None) -> Codegen:
+                widen_all: bool = False, stage: bool = False, stop_after=None) -> Codegen:
         spec = self.spec(options)
         gen = Codegen(graph, self.core, CORES[self.core], spec.name, spec.ram_bytes,
                       harness=bool(options.get("harness", True)), opt=shape, ways=ways,
-                      seg_copies=copies, widen_all=widen_all)
+                      seg_copies=copies, widen_all=widen_all, stage=stage)
         gen.stop_after = stop_after
         gen.part_spec = spec
         gen.source = gen.emit()
@@ -118,7 +118,9 @@ class PdkBackend(Backend):
         kernel and finish routines; `speed`: kernels inline, shifts unrolled), in how many
         neurons share each read of a streamed input (`reads_shared_by` fixes it), and for
         layers whose weights span several tables, in one loop per table vs a dispatcher.
-        With `--opt speed`, layers reading RAM may share reads too, where RAM allows.
+        A streamed input may also go through RAM a group at a time, so that one kernel
+        serves every layer (fewer words, more cycles). With `--opt speed`, layers
+        reading RAM may share reads too, where RAM allows.
         `--opt size` takes the fewest words; `--opt speed` the fewest cycles on one
         inference in the simulator among those that fit `rom_limit` (without the
         assembler, or for a library build, the first that fits in the order
@@ -141,6 +143,14 @@ class PdkBackend(Backend):
                     if not gen.seg_copies_used:   # no layer spans several tables
                         break
                 if widest < ways:     # nothing reads that wide: narrower is the same program
+                    break
+        if fixed is None or int(fixed) == 1:     # a streamed input staged through RAM
+            for copies in (True, False):
+                gen = self.variant(graph, options, "size", 1, copies, stage=True)
+                if gen.stage_base is None:        # nothing streams
+                    break
+                gens.append(gen)
+                if not gen.seg_copies_used:
                     break
         if opt == "speed":
             for ways in [w for w in candidates if w > 1]:     # layers reading RAM share too
@@ -208,7 +218,7 @@ class PdkBackend(Backend):
             base, _ = lay.vectors[name]
             vectors[name] = (base, plan.out_bytes, plan.out_lo, plan.n)
         meta = {"vectors": vectors, "stack_end": lay.stack_end, "part": spec,
-                "variant": (gen.opt, gen.ways, gen.seg_copies, gen.widen_all)}
+                "variant": (gen.opt, gen.ways, gen.seg_copies, gen.widen_all, gen.stage)}
         report = {"rom_used": model_words, "rom_harness": harness_words,
                   "rom_capacity": spec.usable_rom_words, "ram_used": lay.used,
                   "ram_capacity": spec.ram_bytes, "ram_breakdown": lay.breakdown(),
@@ -216,6 +226,7 @@ class PdkBackend(Backend):
                   "stack_bytes": library.stack_bytes(gen), "reads_shared_by": gen.widest,
                   "code_shape": gen.opt, "loop_per_table": gen.seg_copies and gen.seg_copies_used,
                   "ram_layers_share_reads": gen.widen_all,
+                  "input_staged": gen.stage_base is not None,
                   "cycles_per_inference": None, "instructions_per_inference": None}
         self._last = (meta, None)
         if sdas.available(self.core) and options.get("harness", True):

@@ -42,13 +42,15 @@ READ_SHIM = "__nn_read_input_a"
 class Codegen:
     def __init__(self, graph, core_name: str, core, part: str, ram_bytes: int, harness: bool,
                  opt: str = "size", ways: int = 2, seg_copies: bool = False,
-                 widen_all: bool = False):
+                 widen_all: bool = False, stage: bool = False):
         self.graph, self.core_name, self.part = graph, core_name, part
         self.opt = opt
         self.ways = ways          # at most this many neurons share a streamed input read
         self.widest = 1           # ... and this many do in the program written
         self.seg_copies = seg_copies  # a layer spanning several tables: a loop per table
         self.widen_all = widen_all    # layers reading RAM share reads too (where RAM allows)
+        self.stage = stage and ways == 1  # a streamed input goes through RAM, a group at a
+        self.stage_base = None            # time, so the RAM kernel serves it too
         self.stop_after = None    # set to a layer name to measure the program up to it
         self.asm = Asm(core)
         self.harness = harness
@@ -59,6 +61,7 @@ class Codegen:
         self.plans = {}
         self.kernels = set()
         self.usums = set()
+        self.stages = set()       # group sizes of the staging routines called
         self.finishers = {}       # finish_key -> (label, a plan with that key)
         self.tails = {}           # routines.tail_key -> label of the shared finish tail
         self.tables = []          # (label, bytes): the last one is open while open_table
@@ -101,6 +104,10 @@ class Codegen:
 
     def streamed(self, p: DensePlan) -> bool:
         return p.x == self.input_name and not self.input_in_ram
+
+    def staged(self, p: DensePlan) -> bool:
+        """Streamed through the staging buffer: `call stage`, then the RAM kernel."""
+        return self.stage and self.streamed(p)
 
     # planning --------------------------------------------------------------------------
     def plan(self) -> None:
@@ -177,7 +184,7 @@ class Codegen:
             trial = Layout(base.ram_bytes, dict(base.regs), {}, (0, 0), base.top)
             if attempt == "ram":
                 trial.reg("inidx", 1)
-            else:
+            elif not self.stage:        # the streaming kernel does not use ptr
                 trial.regs["inidx"] = (trial.regs["ptr"][0], 1)
             # the caller's call + one level below _nn_infer (a library build runs on the
             # firmware's stack: its header says how deep)
@@ -206,10 +213,14 @@ class Codegen:
             else:
                 # kernel -> _nn_read_input: one more stack level while the input streams
                 pinned = {}
+                last = max(order_pos[p.name] for p in readers)
                 if self.harness:
-                    last = max(order_pos[p.name] for p in readers)
                     intervals["stack+"] = (0, last, 2)
                     pinned = {"stack+": 0}
+                if self.stage:    # a group of inputs, then the stream index: pinned low
+                    intervals["stage"] = (0, last, max(p.group for p in readers) + 1)
+                    pinned["stage"] = 2 if self.harness else 0   # (else first fit can
+                    # strand it between the vectors that outlive it)
             try:
                 place_vectors(trial, intervals, self.part, pinned)
             except TinyccError:
@@ -217,6 +228,10 @@ class Codegen:
                     raise
                 continue
             self.input_in_ram = attempt == "ram"
+            if "stage" in trial.vectors:
+                base, size = trial.vectors["stage"]
+                self.stage_base = base
+                trial.regs["inidx"] = (base + size - 1, 1)
             self.layout = trial
             self.widest = max(p.ways for p in self.plans.values())
             break
@@ -245,6 +260,8 @@ class Codegen:
             a.comment(f"  stack: the caller's, {library.stack_bytes(self)} bytes including the call")
         for name, (base, size) in sorted(self.layout.vectors.items(), key=lambda kv: kv[1]):
             what = "stack, one call deeper while the input streams" if name == "stack+" \
+                else "input group staged for the RAM kernel, then the stream index" \
+                if name == "stage" \
                 else f"table segment of %{name[4:]}" if name.startswith("seg@") \
                 else f"plane sums of neurons sharing reads in %{name[5:]}" if name.startswith("ways@") \
                 else f"vector %{name}"
@@ -289,6 +306,9 @@ class Codegen:
         for key in sorted(self.kernels, key=repr):
             a.section("kernels")
             routines.kernel(self, *key)
+        for group in sorted(self.stages):
+            a.section("kernels")
+            routines.stage(self, group)
         for layer, label, plan in self.deferred:
             a.section(layer)
             a.label(label, f"finish the {plan.ways} neurons of a group of %{layer}")
@@ -360,6 +380,24 @@ class Codegen:
         self.op(f"dzsn {self.r('wb')}")
         self.op(f"goto {loop}")
 
+    def emit_staged_usum(self, p: DensePlan) -> None:
+        """u += offset * (sum of the streamed inputs), through the staging buffer."""
+        self.op(f"clear {self.r('inidx')}")
+        loop = self.fresh("usum_staged")
+        self.asm.label(loop)
+        self.op(f"call {self.stage_label(p)}")
+        self.movi("wb", p.group)
+        ukey = (False, p.acc_bytes, p.planes.offset)
+        self.usums.add(ukey)
+        self.op(f"call {routines.usum_label(*ukey)}", f"u += {p.planes.offset} * sum of the group")
+        self.op(f"mov a, {self.r('inidx')}")
+        self.op(f"ceqsn a, #{h(p.k)}", "all inputs summed?")
+        self.op(f"goto {loop}")
+
+    def stage_label(self, p: DensePlan) -> str:
+        self.stages.add(p.group)
+        return routines.stage_label(p.group)
+
     def finisher_key(self, p: DensePlan) -> tuple:
         return p.finish_key(shift_in_code=self.opt == "speed")
 
@@ -377,7 +415,9 @@ class Codegen:
             for b in range(p.acc_bytes):
                 self.movi("u", p.uniform_value >> (8 * b), byte=b,
                           comment="u = constant" if b == 0 else "")
-            if p.planes.offset:
+            if p.planes.offset and self.staged(p) and p.k % p.group == 0:
+                self.emit_staged_usum(p)      # the RAM routine, a staged group at a time
+            elif p.planes.offset:
                 if streamed:
                     self.op(f"clear {self.r('inidx')}")
                 else:
@@ -463,9 +503,11 @@ class Codegen:
             else:
                 self.movi("ptr", x_base)
             a.label(group)
+            if self.staged(p):
+                self.op(f"call {self.stage_label(p)}", f"the next {p.group} inputs into RAM")
             for b in range(p.wbytes):
                 self.fetch_to(fetch, dispatch, "wb", b)
-            kkey = (p.planes.count, p.pb_raw, p.group, streamed,
+            kkey = (p.planes.count, p.pb_raw, p.group, streamed and not self.staged(p),
                     (p.ways, self.layout.vectors[f"ways@{p.name}"][0]) if p.ways > 1 else None)
             if self.opt == "speed":      # the kernel inline: no call and return per group
                 routines.kernel_body(self, *kkey)

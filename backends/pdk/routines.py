@@ -52,6 +52,29 @@ def kernel_body(gen, planes: int, pb: int, group: int, streamed: bool, ways=None
                     gen.op(f"addc {dest[b]}")
 
 
+def stage_label(group: int) -> str:
+    return f"stage_{group}"
+
+
+def stage(gen, group: int) -> None:
+    """The next `group` streamed input bytes (offset binary) into the staging buffer,
+    and ptr back at its start: the RAM kernel then reads them like any vector."""
+    base, ptr = gen.stage_base, gen.r("ptr")
+    gen.asm.label(stage_label(group), f"inputs inidx.. into {h(base)}..{h(base + group - 1)}, "
+                                      f"ptr = {h(base)}")
+    gen.movi("ptr", base)
+    loop = gen.fresh("stage")
+    gen.asm.label(loop)
+    gen.read_input()
+    gen.op(f"idxm {ptr}, a")
+    gen.op(f"inc {ptr}")
+    gen.op(f"mov a, {ptr}")
+    gen.op(f"ceqsn a, #{h(base + group)}", "a group staged?")
+    gen.op(f"goto {loop}")
+    gen.movi("ptr", base)
+    gen.op("ret")
+
+
 def usum_label(streamed: bool, nbytes: int, offset: int) -> str:
     return f"usum_{'s' if streamed else 'm'}{nbytes}_{'n' if offset < 0 else 'p'}{abs(offset)}"
 
@@ -230,13 +253,10 @@ def argmax(gen, name: str) -> None:
     gen.asm.comment(f"argmax over %{src} ({'last' if last else 'first'} maximum): "
                     f"scan {'forwards' if last else 'backwards'}, x >= best replaces it")
     gen.argmax_base = base
-    gen.movi("ptr", first)
-    gen.op(f"idxm a, {gen.r('ptr')}")
-    gen.op(f"mov {gen.r('best')}, a")
-    gen.op(f"mov a, {gen.r('ptr')}")
-    gen.op(f"mov {gen.r('besti')}, a")
-    if count == 1:
-        return
+    # best = 0 and the scan starts one before the first element, which then always
+    # replaces it (the bytes are offset binary, so no value is below 0)
+    gen.op(f"clear {gen.r('best')}")
+    gen.movi("ptr", first + (-1 if last else 1))
     loop, keep = gen.fresh("amax"), gen.fresh("keep")
     gen.asm.label(loop)
     gen.op(f"{'inc' if last else 'dec'} {gen.r('ptr')}")

@@ -337,3 +337,26 @@ def test_generic_targets_take_the_parts_rom_and_ram_from_options():
         tinycc_nn.compile(model, "pdk13", ram=100)
     with pytest.raises(TinyccError, match=r"--option rom=big: expected a number"):
         tinycc_nn.compile(model, "pdk14", rom="big")
+
+
+@pytest.mark.parametrize("k, in_dtype", [(64, "uint8"), (62, "int8")])
+def test_a_streamed_input_staged_through_ram_shares_the_ram_kernel(k, in_dtype):
+    # --opt size stages the input a group at a time and drops the streaming kernel; 62
+    # inputs are not whole groups, so the input sum streams the input itself
+    rng = np.random.default_rng(k)
+    m = _pm2_mlp(rng, (k, 16, 16, 10))
+    m.in_dtype = in_dtype
+    model = qdq.build(m)
+    x = qdq.random_inputs(rng, m, 8)
+    art, stats = _bit_exact(model, x, "pms150c")
+    assert art.report["input_staged"] and art.report["input"] == "streamed"
+    asm = art.files["model.asm"]
+    assert "call stage_4" in asm and "kernel_s" not in asm
+    assert ("call usum_s" in asm) == (k % 4 != 0)
+    backend, graph = art.backend, art.graph
+    plain = backend.variant(graph, art.options, "size", 1, True)
+    assert art.report["rom_used"] < plain.asm.words - plain.asm.section_words["harness"]
+    assert art.report["ram_used"] == plain.layout.used
+    fast = tinycc_nn.compile(model, "pms150c", opt="speed")      # not for speed
+    assert not fast.report["input_staged"]
+    _agrees(fast, model, x)

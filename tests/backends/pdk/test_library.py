@@ -36,15 +36,18 @@ def _firmware(art, xq_row, work):
     return (work / "prog.ihx").read_text(), result
 
 
-def test_the_library_links_into_sdcc_firmware_and_computes_what_onnxruntime_does(tmp_path):
+@pytest.mark.parametrize("k", [20, 64])     # the input in RAM; streamed (staged)
+def test_the_library_links_into_sdcc_firmware_and_computes_what_onnxruntime_does(tmp_path, k):
     rng = np.random.default_rng(5)
-    widths = [40, 12, 10]
+    widths = [k, 12, 10]
     layers = [qdq.Layer(qdq.random_weights(rng, (widths[k], widths[k + 1]), "pm2"), -1,
                         rng.integers(-40, 40, widths[k + 1]), relu=k == 0, out_exp=-1 if k == 0 else 0,
                         out_dtype="uint8" if k == 0 else "int8") for k in range(2)]
-    m = qdq.Model(layers, 40, in_exp=-7, in_dtype="int8", argmax=True)
+    m = qdq.Model(layers, k, in_exp=-7, in_dtype="int8", argmax=True)
     model = qdq.build(m)
     art = tinycc_nn.compile(model, "pms150c", harness=False)
+    assert art.report["input"] == ("ram" if k == 20 else "streamed")
+    assert art.report["input_staged"] == (k == 64)
     header = art.files["model.h"]
     assert "unsigned char nn_infer(void);" in header and "nn_read_input(unsigned char index)" in header
     assert "model.ihx" not in art.files and ".org" not in art.files["model.asm"]
