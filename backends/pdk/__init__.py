@@ -15,6 +15,7 @@ import numpy as np
 
 from tinycc_nn.backend import Backend, Program
 from tinycc_nn.errors import DoesNotFit, TinyccError
+from tinycc_nn.passes.requant_as_dense import RequantAsDense
 
 from . import library, sdas
 from .codegen import Codegen
@@ -88,6 +89,9 @@ class PdkBackend(Backend):
         """The part compiled for (a generic target's comes from its options)."""
         return PARTS[self.part]
 
+    def passes(self, options) -> list:
+        return [RequantAsDense()]      # a standalone requant runs as an identity layer
+
     def rom_limit(self, options) -> int:
         spec = self.spec(options)
         limit = options.get("rom_limit")
@@ -146,7 +150,10 @@ class PdkBackend(Backend):
                     break
         if fixed is None or int(fixed) == 1:     # a streamed input staged through RAM
             for copies in (True, False):
-                gen = self.variant(graph, options, "size", 1, copies, stage=True)
+                try:
+                    gen = self.variant(graph, options, "size", 1, copies, stage=True)
+                except TinyccError:               # no RAM for the staging buffer
+                    break
                 if gen.stage_base is None:        # nothing streams
                     break
                 gens.append(gen)

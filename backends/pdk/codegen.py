@@ -360,11 +360,15 @@ class Codegen:
     def read_input(self) -> None:
         """A = input byte INIDX (offset binary), INIDX += 1 (which clears C)."""
         self.op(f"mov a, {self.r('inidx')}")
+        self.read_input_a()
+        self.op(f"inc {self.r('inidx')}", "also clears C")
+
+    def read_input_a(self) -> None:
+        """A = input byte A (offset binary)."""
         self.op(f"call {'_nn_read_input' if self.harness else READ_SHIM}")
         lo = self.graph.type(self.input_name).lo
         if lo:
             self.op(f"add a, #{h((-lo) & 0xFF)}", "to offset binary")
-        self.op(f"inc {self.r('inidx')}", "also clears C")
 
     def emit_load_input(self) -> None:
         base, size = self.layout.vectors[self.input_name]
@@ -404,8 +408,10 @@ class Codegen:
     def emit_dense(self, p: DensePlan) -> None:
         a = self.asm
         streamed = self.streamed(p)
-        a.comment(f"dense %{p.name}: {p.k} -> {p.n}, {p.planes.count} weight planes "
-                  f"{list(p.planes.coefs)} + {p.planes.offset}, {p.group} inputs per fetch, "
+        a.comment(f"dense %{p.name}: {p.k} -> {p.n}, " + (
+                  "identity weights (a requant): neuron j reads x[j], " if p.diag else
+                  f"{p.planes.count} weight planes {list(p.planes.coefs)} + {p.planes.offset}, "
+                  f"{p.group} inputs per fetch, ") +
                   f"acc {8 * p.acc_bytes} bit, shift "
                   f"{p.shift if p.shifts is None else 'per neuron, from its row'} ({p.rounding})")
         out_base, _ = self.layout.vectors[p.name]
@@ -497,7 +503,18 @@ class Codegen:
         x_base = None if streamed else self.layout.vectors[p.x][0]
         neuron, group = self.fresh("neuron"), self.fresh("group")
         a.label(neuron)       # the sums start at zero: cleared by the last finish
-        if p.planes.count:
+        if p.diag:            # neuron j's plane sum is x[j]: j from the output address
+            out_base = self.layout.vectors[p.name][0]
+            self.op(f"mov a, {self.r('oidx')}")
+            if streamed:
+                self.op(f"sub a, #{h(out_base)}", "the input's index")
+                self.read_input_a()
+            else:
+                self.op(f"add a, #{h((x_base - out_base) & 0xFF)}", "the input's address")
+                self.op(f"mov {self.r('ptr')}, a")
+                self.op(f"idxm a, {self.r('ptr')}")
+            self.op(f"mov {self.r('p0')}, a", "its plane sum")
+        elif p.planes.count:
             if streamed:
                 self.op(f"clear {self.r('inidx')}")
             else:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from tinycc_nn.errors import TinyccError
-from tinycc_nn.ir import accumulator_range, channel_range, per_channel
+from tinycc_nn.ir import accumulator_range, channel_range, per_channel, shift_round
+from tinycc_nn.passes.requant_as_dense import is_identity
 
 from .planes import Planes, decompose, group_shape, pack_groups
 
@@ -53,6 +54,7 @@ class DensePlan:
     per_segment: int
     uniform_const: bool    # one constant for every neuron: an immediate, not a table column
     ways: int = 1          # neurons per input read (rows per group of them)
+    diag: bool = False     # identity weights (a standalone requant): neuron j reads x[j]
     shifts: tuple | None = None  # per neuron, when they differ (shift is then their max)
 
     @property
@@ -143,8 +145,9 @@ def plan_dense(graph, name: str, where: str) -> DensePlan:
         consts = consts + (one << (shifts - 1)) - (1 if rounding == "half_odd" else 0)
     (_, _), (t_lo, t_hi) = accumulator_range(graph, name)
     t_lo, t_hi = t_lo << up, t_hi << up
-    q_lo = (t_lo - yt.lo * (one << shifts)) >> shifts
-    q_hi = (t_hi - yt.lo * (one << shifts) + (one << shifts)) >> shifts
+    # the stored value's proven range (rounding is monotone: the ends come from the ends)
+    q_lo = shift_round(t_lo - yt.lo * (one << shifts), shifts, rounding)
+    q_hi = shift_round(t_hi - yt.lo * (one << shifts), shifts, rounding)
     span = yt.hi - yt.lo
     clamp_low = a["lo"] is not None and bool((q_lo < 0).any())
     clamp_high = span if a["hi"] is not None and bool((q_hi > span).any()) else None
@@ -159,8 +162,11 @@ def plan_dense(graph, name: str, where: str) -> DensePlan:
     acc_bytes = max(signed_bytes(-int(neg.min()) - 1), signed_bytes(top), 1)
     group, wbytes = group_shape(planes.count)
     groups = -(-k // group)
-    plane_bytes = pack_groups(planes.bits, group).reshape(n, -1) if planes.count else \
-        np.zeros((n, 0), np.int64)
+    # identity weights: no table, neuron j loads x[j] as its plane sum (found from its
+    # output address, so one output byte per neuron)
+    diag = planes.count == 1 and span <= 255 and is_identity(w)
+    plane_bytes = pack_groups(planes.bits, group).reshape(n, -1) if planes.count and not diag \
+        else np.zeros((n, 0), np.int64)
     uniform = bool((consts == consts[0]).all())   # e.g. no bias and unsigned inputs
     const_bytes = np.array([[(int(c) >> (8 * b)) & 0xFF for b in range(acc_bytes)] for c in consts])
     rows = plane_bytes if uniform else np.concatenate([plane_bytes, const_bytes], axis=1)
@@ -170,10 +176,11 @@ def plan_dense(graph, name: str, where: str) -> DensePlan:
     if per_segment == 0:
         raise TinyccError(f"{where}: one neuron needs {rows.shape[1]} table bytes, more than "
                           f"one table holds ({TABLE_MAX})")
-    return DensePlan(name, x, k, n, groups if planes.count else 0, group, wbytes, planes, pb_raw, pb, acc_bytes,
+    return DensePlan(name, x, k, n, groups if planes.count and not diag else 0, group, wbytes,
+                     planes, pb_raw, pb, acc_bytes,
                      [int(c) for c in consts], shift, rounding, clamp_low, clamp_high,
                      yt.lo, unsigned_bytes(span), rows, per_segment, uniform,
-                     shifts=tuple(int(v) for v in shifts) if varied else None)
+                     shifts=tuple(int(v) for v in shifts) if varied else None, diag=diag)
 
 
 def widened(p: DensePlan, ways: int) -> DensePlan | None:
@@ -184,7 +191,7 @@ def widened(p: DensePlan, ways: int) -> DensePlan | None:
     inputs (neuron ways*j + s at bits s * planes * group and up), and each row is one
     group of neurons' bytes followed by their constants when they differ."""
     planes = p.planes.count
-    if planes == 0 or 8 % (ways * planes) or p.n % ways or p.shifts is not None:
+    if planes == 0 or 8 % (ways * planes) or p.n % ways or p.shifts is not None or p.diag:
         return None
     group = 8 // (ways * planes)
     bits = np.concatenate([p.planes.bits[:, :, s::ways] for s in range(ways)], axis=0)

@@ -111,15 +111,19 @@ def test_generated_assembly_is_readable_and_assembles():
     assert art.report["rom_breakdown"]["tables"] > 0
 
 
-def test_standalone_elementwise_ops_are_refused_by_name():
+def test_a_standalone_requant_of_the_input_equals_the_reference():
     from tinycc_nn.parser import parse
     g = parse("""graph @m {
       %x = input() {name = "x", dtype = "int8", shape = ["N", 4], qdtype = "int8"} : i8[4] -128..127
-      %y = requant(%x) {mult = 1, rnd = 0, shift = 1, rounding = "floor", lo = null, hi = null} : i7[4] -64..63
+      %y = requant(%x) {mult = 3, rnd = 1, shift = 2, rounding = "half_even", lo = -20, hi = null} : i8[4] -20..96
       %o = output(%y) {name = "y", dtype = "int8", shape = ["N", 4], float_ops = []}
     }""")
-    with pytest.raises(TinyccError, match=r"%y = requant"):
-        tinycc_nn.compile(g, "pms150c")
+    xq = np.arange(-128, 128).reshape(-1, 4)            # every input byte, ties included
+    want = tinycc_nn.compile(g, "python").run_quantized(xq)[0]
+    for target in ("pms150c", "pfs154"):
+        art = tinycc_nn.compile(g, target)
+        assert "identity weights (a requant)" in art.files["model.asm"]
+        assert np.array_equal(art.run_quantized(xq)[0][0], want[0])
 
 
 @pytest.mark.parametrize("opt", ["size", "speed"])
@@ -296,7 +300,7 @@ def test_multipliers_with_different_odd_parts_are_refused_by_name():
                   16, in_exp=-3, in_dtype="int8")
     graph = tinycc_nn.load_model(qdq.build(m))
     requant = next(n for n in graph.order() if graph.op(n) == "requant")
-    graph.attrs(requant)["mult"] = [1, 3, 1, 1]   # only an IR file can say this
+    graph.attrs(requant)["mult"] = [1, 3, 1, 1]
     assert tinycc_nn.compile(graph, "python")       # fine elsewhere
     with pytest.raises(TinyccError, match=r"per-channel multipliers \[1, 3\] are not one"):
         tinycc_nn.compile(graph, "pms150c")
@@ -360,3 +364,63 @@ def test_a_streamed_input_staged_through_ram_shares_the_ram_kernel(k, in_dtype):
     fast = tinycc_nn.compile(model, "pms150c", opt="speed")      # not for speed
     assert not fast.report["input_staged"]
     _agrees(fast, model, x)
+
+
+def _requant_model(rng, k, n, before: bool, after: str | None):
+    """QDQ input [-> Relu -> QDQ at another scale, uint8 zero point 3] -> MatMul -> QDQ
+    [-> Relu -> QDQ at a coarser scale (`after`: its dtype)]: standalone requants, which
+    the pdk pipeline turns into identity layers."""
+    from onnx import TensorProto, helper, numpy_helper
+    nodes, inits = [], []
+
+    def init(name, arr):
+        inits.append(numpy_helper.from_array(np.asarray(arr), name))
+
+    def qdq_pair(src, dst, scale, zp):
+        init(dst + "_s", np.float32(scale))
+        init(dst + "_z", zp)
+        nodes.extend([helper.make_node("QuantizeLinear", [src, dst + "_s", dst + "_z"], [dst + "_q"]),
+                      helper.make_node("DequantizeLinear", [dst + "_q", dst + "_s", dst + "_z"], [dst])])
+
+    qdq_pair("input", "x", 2.0 ** -4, np.int8(0))
+    x = "x"
+    if before:
+        nodes.append(helper.make_node("Relu", [x], ["xr"]))
+        qdq_pair("xr", "x2", 2.0 ** -3, np.uint8(3))
+        x = "x2"
+    init("w", rng.choice([-2, -1, 1, 2], size=(k, n)).astype(np.int8))
+    init("ws", np.float32(0.25))
+    nodes += [helper.make_node("DequantizeLinear", ["w", "ws"], ["wd"]),
+              helper.make_node("MatMul", [x, "wd"], ["mm"])]
+    qdq_pair("mm", "m", 0.25, np.int8(0))
+    y = "m"
+    if after:
+        nodes.append(helper.make_node("Relu", [y], ["mr"]))
+        wide = after == "int16"           # 0..508 at 2**-4: two bytes a value
+        qdq_pair("mr", "m2", 2.0 ** -4 if wide else 1.0, np.int16(-300) if wide else np.uint8(10))
+        y = "m2"
+    nodes.append(helper.make_node("Identity", [y], ["logits"]))
+    graph = helper.make_graph(nodes, "requants", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, k])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, n])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+
+
+@pytest.mark.parametrize("k, before, after, target, diag", [
+    (12, True, None, "pms150c", 1),          # the input requantized, in RAM
+    (24, True, None, "pms150c", 1),          # ... streamed: read by index
+    (12, False, "uint8", "pfs154", 1),       # a layer's output requantized
+    (12, True, "uint8", "pms150c", 2),
+    (12, False, "int16", "pfs154", 0),       # two output bytes: the identity table
+])
+@pytest.mark.parametrize("opt", ["size", "speed"])
+def test_standalone_requants_run_as_identity_layers(k, before, after, target, diag, opt):
+    rng = np.random.default_rng(k)
+    model = _requant_model(rng, k, 6, before, after)
+    x = rng.normal(0, 3, (60, k)).astype(np.float32)
+    x[:20] = np.round(x[:20] * 16) / 16 + 1 / 32        # ties for the coarser scales
+    art = tinycc_nn.compile(model, target, opt=opt)
+    _agrees(art, model, x)
+    asm = art.files["model.asm"]
+    assert asm.count("identity weights (a requant)") == diag     # else the identity's table
+    if k == 24:
+        assert art.report["input"] == "streamed"
