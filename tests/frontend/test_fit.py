@@ -254,3 +254,33 @@ def test_constant_channel_keeps_a_small_rounding_offset(relu):
     for c in range(2):
         pre = np.array([a_lo[c], a_hi[c]]) * fit.mult[c] + fit.rnd[c]
         assert np.abs(pre).max() < 2 ** 31, (c, fit)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ANY_SCALE, st.lists(st.integers(0, 4), min_size=2, max_size=4), ANY_SCALE,
+       st.sampled_from(["none", "relu"]), INTERVAL)
+def test_channels_scaled_by_powers_of_two_share_one_odd_multiplier(s_in, exps, s_out, act, interval):
+    # per-channel weight scales 2**e times one activation scale: the real multipliers
+    # differ by powers of two, and the fit keeps that (targets without a per-channel
+    # multiply need it), exactly
+    ops = [["dequantize", [float(np.float32(s_in * 2.0 ** e)) for e in exps], 0]]
+    ops += [["relu"]] if act == "relu" else []
+    ops.append(["quantize", s_out, 0, "int8"])
+    lo, hi = interval
+    try:
+        fit = fit_requant(chain_fn(ops), [lo] * len(exps), [hi] * len(exps))
+    except FitError:
+        return
+    assert_exact(ops, [lo] * len(exps), [hi] * len(exps), fit)
+    odd = {int(m) >> ((int(m) & -int(m)).bit_length() - 1) for m in fit.mult if m}
+    assert len(odd) <= 1, fit
+
+
+def test_one_odd_multiplier_where_the_smallest_fits_differ():
+    # each channel's own smallest exact multiplier has another odd part (e.g. 713 and
+    # 11407 = 16 * 713 - 1); 713 * 16 is exact for the second channel too
+    ops = [["dequantize", [0.0371, 0.0371 * 16], 0], ["quantize", 0.1, 0, "int8"]]
+    fit = fit_requant(chain_fn(ops), [-200, -200], [200, 200])
+    assert_exact(ops, [-200, -200], [200, 200], fit)
+    a, b = (int(m) for m in fit.mult)
+    assert a and b and max(a, b) % min(a, b) == 0 and (max(a, b) // min(a, b)) & (max(a, b) // min(a, b) - 1) == 0

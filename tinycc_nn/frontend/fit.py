@@ -130,9 +130,15 @@ def _fit_channel(t, v, a_lo, a_hi, y_lo, y_hi, lo, hi, hint=None, roundings=ROUN
         return _constraints(t, v, shift, rounding, a_lo, a_hi, y_lo, y_hi, lo, hi)
 
     if hint is not None and hint[3] in roundings:
-        r = _rnd_for(hint[0], cons(hint[2], hint[3]))
-        if r is not None:
-            return hint[0], r, hint[2], hint[3]
+        # the hint's multiplier at its shift, then at nearby shifts: channels whose
+        # scales differ by powers of two then share one multiplier up to a power of
+        # two, which targets without a per-channel multiply need (Padauk)
+        for shift in sorted(range(MAX_SHIFT + 1), key=lambda s: abs(s - hint[2])):
+            r = _rnd_for(hint[0], cons(shift, hint[3]))
+            if r is not None:
+                return hint[0], r, shift, hint[3]
+            if hint[0] == 1:      # a pure shift: the search below tries every shift
+                break
     if y_lo == y_hi:
         return 0, y_lo, 0, roundings[0]
     for rounding in roundings:          # cheapest first: no multiplier at all
@@ -198,6 +204,9 @@ def fit_requant(f, a_lo, a_hi) -> Fit:
                         hint = params[c]
             except FitError:
                 continue
+            if not mult_one:
+                params = _one_odd_part(params, levels, a_lo, a_hi, y_lo, y_hi, lo, hi,
+                                       rounding, order)
             mult, rnd, shift = (np.array([params[c][i] for c in range(n)], np.int64)
                                 for i in range(3))
             return Fit(mult, rnd, shift, rounding, lo, hi, y_lo, y_hi)
@@ -207,3 +216,65 @@ def fit_requant(f, a_lo, a_hi) -> Fit:
         except FitError as e:
             raise FitError(c, str(e).split(": ", 1)[1]) from None
     raise FitError(order[0], "the channels need different rounding rules")
+
+
+def _odd(m: int) -> int:
+    return m >> ((m & -m).bit_length() - 1) if m else 0
+
+
+def _one_odd_part(params, levels, a_lo, a_hi, y_lo, y_hi, lo, hi, rounding, order):
+    """`params` with every channel's multiplier one odd number times a power of two,
+    when the channels' exact intervals allow it (else `params` as it is).
+
+    Channels whose scales differ by powers of two (per-channel weight scales) have real
+    multipliers that do too, but each channel's own smallest fit need not keep that:
+    71 and 569 where 71 and 568 would also be exact.  A target without a multiply per
+    channel (Padauk) needs one odd part, so each candidate (the channels' own odd parts,
+    then those of the widest channel's exact intervals, shift by shift) is tried: every
+    channel must reach it, times a power of two, inside its exact interval at some
+    shift."""
+    if len({_odd(p[0]) for p in params.values()}) <= 1:
+        return params
+    cache = {}
+
+    def fit_at(c, shift):
+        if (c, shift) not in cache:
+            t, v = levels[c]
+            cons = _constraints(t, v, shift, rounding, int(a_lo[c]), int(a_hi[c]),
+                                int(y_lo[c]), int(y_hi[c]), lo, hi)
+            cache[c, shift] = (cons, _mult_interval(cons))
+        return cache[c, shift]
+
+    def with_odd(c, odd):
+        for shift in range(MAX_SHIFT + 1):
+            cons, (m_lo, m_hi) = fit_at(c, shift)
+            if m_lo > m_hi:
+                continue
+            m = odd << max((-(-m_lo // odd) - 1).bit_length(), 0)   # first odd*2^k >= m_lo
+            while m < m_lo:
+                m <<= 1
+            r = _rnd_for(m, cons) if m <= m_hi else None
+            if r is not None:
+                return m, r, shift, rounding
+        return None
+
+    def candidates():
+        yield from sorted({_odd(p[0]) for p in params.values()} - {0})   # the channels' own
+        for shift in range(MAX_SHIFT + 1):                             # then the widest's
+            _, (m_lo, m_hi) = fit_at(order[0], shift)
+            for m in range(m_lo, min(m_hi, m_lo + 8) + 1):
+                yield _odd(m)
+
+    tried = set()
+    for odd in candidates():
+        if odd in tried:
+            continue
+        tried.add(odd)
+        found = {}
+        for c in order:
+            found[c] = with_odd(c, odd)
+            if found[c] is None:
+                break
+        else:
+            return found
+    return params
