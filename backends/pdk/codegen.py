@@ -30,7 +30,7 @@ from __future__ import annotations
 from tinycc_nn.errors import TinyccError
 
 from .asm import Asm, h
-from .layers import TABLE_MAX, DensePlan, plan_dense, widened
+from .layers import TABLE_MAX, DensePlan, plan_dense, unsigned_bytes, widened
 from . import library, routines
 from .layout import Layout, place_stack, place_vectors
 
@@ -156,8 +156,13 @@ class Codegen:
                 base.reg(f"p{k}", max((p.pb[k] for p in plans if k < p.planes.count), default=1))
         for name in ("oidx", "widx"):
             base.reg(name, 1)
-        if any(p.finish_key(False)[-1] for p in plans):
+        if any(p.has_u for p in plans):
             base.reg("u", acc_bytes)
+        posts = [p for p in plans if p.post_mult != 1]
+        if posts:      # the multiply after the combine: the constant, then the sum it scales
+            base.reg("mtmp", max(p.acc_bytes for p in posts))
+            if self.opt != "speed":       # its loop shifts the multiplier out of RAM
+                base.reg("mreg", max(unsigned_bytes(p.post_mult) for p in posts))
         # argmax runs after the last layer: it borrows the layer loop's registers
         base.regs["best"], base.regs["besti"] = base.regs["widx"], base.regs["acc"]
         self.argmax_base = 0
@@ -417,9 +422,9 @@ class Codegen:
         out_base, _ = self.layout.vectors[p.name]
         x_base = None if streamed else self.layout.vectors[p.x][0]
         key = self.finisher_key(p)
-        if key[-1]:     # u = the uniform constant + offset * U, U the sum of the inputs
+        if p.has_u:     # u = the uniform constant + offset * U, U the sum of the inputs
             for b in range(p.acc_bytes):
-                self.movi("u", p.uniform_value >> (8 * b), byte=b,
+                self.movi("u", p.u_value >> (8 * b), byte=b,
                           comment="u = constant" if b == 0 else "")
             if p.planes.offset and self.staged(p) and p.k % p.group == 0:
                 self.emit_staged_usum(p)      # the RAM routine, a staged group at a time
@@ -566,7 +571,15 @@ class Codegen:
                     for b in range(p.pb_raw):
                         self.op(f"xch {self.q(p, s, k, b)}", f"A <-> neuron {s}'s sum")
                         self.op(f"xch {self.r(f'p{k}', b)}", "... A = 0 again")
-            if not p.uniform_const:      # acc += this neuron's constant, from the table
+            if p.post_mult != 1:         # the constant waits in mtmp for the multiply
+                for b in range(p.acc_bytes):
+                    if p.uniform_const:
+                        self.movi("mtmp", p.uniform_value >> (8 * b), byte=b,
+                                  comment="the constant, added after the multiply" if not b else "")
+                    else:
+                        self.fetch_to(fetch, dispatch)
+                        self.op(f"mov {self.r('mtmp', b)}, a", "the neuron's constant")
+            elif not p.uniform_const:    # acc += this neuron's constant, from the table
                 for b in range(p.acc_bytes):
                     self.fetch_to(fetch, dispatch)
                     self.op(f"add {self.r('acc', b)}, a", "+ the neuron's constant")

@@ -55,6 +55,8 @@ class DensePlan:
     uniform_const: bool    # one constant for every neuron: an immediate, not a table column
     ways: int = 1          # neurons per input read (rows per group of them)
     diag: bool = False     # identity weights (a standalone requant): neuron j reads x[j]
+    post_mult: int = 1     # a multiplier that is not a power of two: applied once, after
+                           # the plane sums are combined with their own small coefficients
     shifts: tuple | None = None  # per neuron, when they differ (shift is then their max)
 
     @property
@@ -71,13 +73,23 @@ class DensePlan:
     def uniform_value(self) -> int:
         return self.consts[0] if self.uniform_const else 0
 
+    @property
+    def u_value(self) -> int:
+        """What u starts from before the input sum: the uniform constant, unless it is
+        added after the multiply (then it is the multiply's starting value)."""
+        return self.uniform_value if self.post_mult == 1 else 0
+
     def finish_key(self, shift_in_code: bool) -> tuple:
         """Layers whose per-neuron finishing code is identical share one subroutine
         (with `shift_in_code` false the shift count arrives in A)."""
         shift = self.shift if shift_in_code and self.shifts is None else self.shift > 0
-        has_u = bool(self.planes.offset) or self.uniform_value != 0
         return (self.planes.coefs, tuple(self.pb), self.acc_bytes, shift, self.rounding,
-                self.clamp_low, self.clamp_high, self.out_bytes, has_u)
+                self.clamp_low, self.clamp_high, self.out_bytes, self.has_u, self.post_mult)
+
+    @property
+    def has_u(self) -> bool:
+        """Whether the finish adds u (the layer's constant and offset * input sum)."""
+        return bool(self.planes.offset) or self.u_value != 0
 
 
 def one_multiplier(mults, rnds, shifts):
@@ -127,8 +139,12 @@ def plan_dense(graph, name: str, where: str) -> DensePlan:
     xlo, xhi = channel_range(graph, x)
     umax = xhi - xt.lo
     planes = decompose(w)
-    # t = acc * mult + rnd: the multiplier scales every plane coefficient (shift-and-add)
-    planes = Planes(tuple(c * mult for c in planes.coefs), planes.offset * mult, planes.bits)
+    # t = acc * mult + rnd.  A power of two scales every plane coefficient (a shift);
+    # any other multiplier would make each coefficient's shift-and-add long, so the
+    # plane sums are combined with their own coefficients and the sum multiplied once
+    post_mult = mult if mult & (mult - 1) else 1
+    if post_mult == 1:
+        planes = Planes(tuple(c * mult for c in planes.coefs), planes.offset * mult, planes.bits)
     pmax = np.einsum("i,pij->pj", umax, planes.bits.astype(np.int64)) if planes.count else \
         np.zeros((0, n), np.int64)
     pb_raw = unsigned_bytes(pmax.max()) if planes.count else 1
@@ -160,6 +176,15 @@ def plan_dense(graph, name: str, where: str) -> DensePlan:
     if planes.offset:   # u = offset * U is computed in acc by shifting U up
         top = max(top, u_max << max(abs(planes.offset).bit_length() - 1, 0))
     acc_bytes = max(signed_bytes(-int(neg.min()) - 1), signed_bytes(top), 1)
+    if post_mult != 1:
+        # S (the combined sums) comes first, then acc = constant + S * mult by adding
+        # shifted copies of S: every partial result lies between the constant and t
+        pos = (np.maximum(coefs, 0) * pmax).sum(axis=0) + max(planes.offset, 0) * u_max
+        s_neg = neg - consts
+        ends = [consts, consts + s_neg * post_mult, consts + pos * post_mult, s_neg, pos,
+                s_neg * post_mult, pos * post_mult]
+        acc_bytes = max(acc_bytes, *(signed_bytes(max(-int(e.min()) - 1, int(e.max())))
+                                     for e in ends))
     group, wbytes = group_shape(planes.count)
     groups = -(-k // group)
     # identity weights: no table, neuron j loads x[j] as its plane sum (found from its
@@ -180,7 +205,8 @@ def plan_dense(graph, name: str, where: str) -> DensePlan:
                      planes, pb_raw, pb, acc_bytes,
                      [int(c) for c in consts], shift, rounding, clamp_low, clamp_high,
                      yt.lo, unsigned_bytes(span), rows, per_segment, uniform,
-                     shifts=tuple(int(v) for v in shifts) if varied else None, diag=diag)
+                     shifts=tuple(int(v) for v in shifts) if varied else None, diag=diag,
+                     post_mult=post_mult)
 
 
 def widened(p: DensePlan, ways: int) -> DensePlan | None:

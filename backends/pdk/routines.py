@@ -129,6 +129,44 @@ def muladd(gen, dst: str, dst_bytes: int, src: str, src_bytes: int, coef: int) -
                 gen.op(f"slc {gen.r(src, b)}")
 
 
+def post_multiply(gen, n: int, mult: int) -> None:
+    """acc = mtmp + acc * mult: the combined sums S swap places with the constant that
+    finish_group left in mtmp, then shifted copies of S are added for mult's bits
+    (two's complement, modulo 2^(8n): the result and every partial one fit).  --opt
+    speed unrolls them; else a loop shifts mult out of `mreg` (inline: a call here
+    would need a stack level the RAM plan does not have)."""
+    gen.asm.comment(f"acc = constant + S * {mult}")
+    for b in range(n):
+        gen.op(f"mov a, {gen.r('acc', b)}")
+        gen.op(f"xch {gen.r('mtmp', b)}", "S <-> the constant")
+        gen.op(f"mov {gen.r('acc', b)}, a")
+    if gen.opt == "speed":
+        muladd(gen, "acc", n, "mtmp", n, mult)
+        return
+    m = gen.layout.regs["mreg"][1]
+    for b in range(m):
+        gen.movi("mreg", mult >> (8 * b), byte=b)
+    loop, skip = gen.fresh("mul"), gen.fresh("mul_skip")
+    gen.asm.label(loop)
+    gen.op(f"sr {gen.r('mreg', m - 1)}", "C = the multiplier's next bit")
+    for b in reversed(range(m - 1)):
+        gen.op(f"src {gen.r('mreg', b)}")
+    gen.op(f"t1sn.io {h(FLAG)}, #{C}")
+    gen.op(f"goto {skip}")
+    for b in range(n):
+        gen.op(f"mov a, {gen.r('mtmp', b)}")
+        gen.op(f"{'add' if b == 0 else 'addc'} {gen.r('acc', b)}, a")
+    gen.asm.label(skip)
+    gen.op(f"sl {gen.r('mtmp', 0)}")
+    for b in range(1, n):
+        gen.op(f"slc {gen.r('mtmp', b)}")
+    gen.op(f"mov a, {gen.r('mreg', 0)}")
+    for b in range(1, m):
+        gen.op(f"or a, {gen.r('mreg', b)}")
+    gen.op(f"t1sn.io {h(FLAG)}, #{Z}", "bits left?")
+    gen.op(f"goto {loop}")
+
+
 def tail_key(gen, p: DensePlan) -> tuple:
     """What the code after the combine depends on: finishes of layers with other weight
     planes but the same output shape jump into one copy of it."""
@@ -145,7 +183,7 @@ def finish(gen, p: DensePlan) -> None:
     if loop:
         gen.op(f"mov {gen.r('wb')}, a", "shift count")
     gen.asm.comment("acc += u + sum_k coef_k * P_k")
-    if p.finish_key(False)[-1]:
+    if p.has_u:
         for b in range(n):
             gen.op(f"mov a, {gen.r('u', b)}")
             gen.op(f"{'add' if b == 0 else 'addc'} {gen.r('acc', b)}, a")
@@ -153,6 +191,8 @@ def finish(gen, p: DensePlan) -> None:
         if k == 0 and gen.acc_alias:
             continue
         muladd(gen, "acc", n, f"p{k}", gen.layout.regs[f"p{k}"][1], coef)
+    if p.post_mult != 1:
+        post_multiply(gen, n, p.post_mult)
     key = tail_key(gen, p)
     if key in gen.tails:         # another plane structure already wrote this tail
         gen.op(f"goto {gen.tails[key]}", "shift, round, clamp, store")

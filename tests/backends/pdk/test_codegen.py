@@ -424,3 +424,26 @@ def test_standalone_requants_run_as_identity_layers(k, before, after, target, di
     assert asm.count("identity weights (a requant)") == diag     # else the identity's table
     if k == 24:
         assert art.report["input"] == "streamed"
+
+
+@pytest.mark.parametrize("target", ["pms150c", "pfs154"])
+@pytest.mark.parametrize("opt", ["size", "speed"])
+def test_a_multiplier_not_a_power_of_two_is_applied_once_after_the_combine(target, opt):
+    # logits at a float scale (0.123): the last layer's multiplier is 15+ bits; the planes
+    # keep their small coefficients and the combined sum is multiplied once (a loop, or
+    # unrolled with --opt speed), so the model still fits the PMS150C
+    from onnx import numpy_helper
+    rng = np.random.default_rng(31)
+    m = _pm2_mlp(rng, (32, 12, 10))
+    model = qdq.build(m)
+    inits = {i.name: i for i in model.graph.initializer}
+    last = [n for n in model.graph.node if n.op_type == "QuantizeLinear"][-1]
+    inits[last.input[1]].CopyFrom(numpy_helper.from_array(np.float32(0.123), last.input[1]))
+    x = np.concatenate([qdq.random_inputs(rng, m, 40),
+                        rng.integers(-3, 4, (40, 32)) * 2.0 ** m.in_exp]).astype(np.float32)
+    art = tinycc_nn.compile(model, target, opt=opt)
+    _agrees(art, model, x)
+    asm = art.files["model.asm"]
+    mult = int(next(line for line in asm.splitlines() if "acc = constant + S * " in line).split()[-1])
+    assert mult & (mult - 1) and mult > 1 << 10
+    assert ("sr " in asm and "C = the multiplier's next bit" in asm) == (opt == "size")
