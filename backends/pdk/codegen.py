@@ -580,11 +580,16 @@ class Codegen:
                         self.fetch_to(fetch, dispatch)
                         self.op(f"mov {self.r('mtmp', b)}, a", "the neuron's constant")
             elif not p.uniform_const:    # acc += this neuron's constant, from the table
-                for b in range(p.acc_bytes):
+                width = p.const_bytes or p.acc_bytes     # (its delta from the base in u)
+                for b in range(width):
                     self.fetch_to(fetch, dispatch)
                     self.op(f"add {self.r('acc', b)}, a", "+ the neuron's constant")
                     for c in range(b + 1, p.acc_bytes):
                         self.op(f"addc {self.r('acc', c)}")
+                if width < p.acc_bytes:  # a negative delta: -1 in the bytes above it
+                    self.op("sl a", "C = the delta's sign")
+                    for c in range(width, p.acc_bytes):
+                        self.op(f"subc {self.r('acc', c)}")
             if p.shifts is not None:     # per-channel scales: the count is in the row
                 self.fetch_to(fetch, dispatch)
             elif self.opt != "speed" and p.shift:

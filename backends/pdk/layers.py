@@ -57,6 +57,8 @@ class DensePlan:
     diag: bool = False     # identity weights (a standalone requant): neuron j reads x[j]
     post_mult: int = 1     # a multiplier that is not a power of two: applied once, after
                            # the plane sums are combined with their own small coefficients
+    const_base: int = 0    # per-neuron constants = const_base (in u) + a signed delta of
+    const_bytes: int = 0   # const_bytes table bytes (0: acc_bytes, no base)
     shifts: tuple | None = None  # per neuron, when they differ (shift is then their max)
 
     @property
@@ -75,9 +77,19 @@ class DensePlan:
 
     @property
     def u_value(self) -> int:
-        """What u starts from before the input sum: the uniform constant, unless it is
-        added after the multiply (then it is the multiply's starting value)."""
-        return self.uniform_value if self.post_mult == 1 else 0
+        """What u starts from before the input sum: the uniform constant (or the base
+        of narrow per-neuron deltas), unless it is added after the multiply (then it
+        is the multiply's starting value)."""
+        if self.post_mult != 1:
+            return 0
+        return self.uniform_value if self.uniform_const else self.const_base
+
+    def const_rows(self) -> np.ndarray:
+        """The per-neuron constant bytes of the table rows, [n, bytes], little-endian:
+        the deltas from const_base, sign-extended by the code that adds them."""
+        width = self.const_bytes or self.acc_bytes
+        return np.array([[((int(c) - self.const_base) >> (8 * b)) & 0xFF for b in range(width)]
+                         for c in self.consts], np.int64).reshape(self.n, width)
 
     def finish_key(self, shift_in_code: bool) -> tuple:
         """Layers whose per-neuron finishing code is identical share one subroutine
@@ -193,20 +205,27 @@ def plan_dense(graph, name: str, where: str) -> DensePlan:
     plane_bytes = pack_groups(planes.bits, group).reshape(n, -1) if planes.count and not diag \
         else np.zeros((n, 0), np.int64)
     uniform = bool((consts == consts[0]).all())   # e.g. no bias and unsigned inputs
-    const_bytes = np.array([[(int(c) >> (8 * b)) & 0xFF for b in range(acc_bytes)] for c in consts])
-    rows = plane_bytes if uniform else np.concatenate([plane_bytes, const_bytes], axis=1)
+    base, narrow = 0, 0
+    if not uniform and post_mult == 1:   # a base in u, narrower deltas in the rows
+        lo, hi = int(consts.min()), int(consts.max())
+        mid = (lo + hi) // 2
+        width = signed_bytes(max(mid - lo - 1, hi - mid))
+        if width < acc_bytes:
+            base, narrow = mid, width
+    plan = DensePlan(name, x, k, n, groups if planes.count and not diag else 0, group, wbytes,
+                     planes, pb_raw, pb, acc_bytes,
+                     [int(c) for c in consts], shift, rounding, clamp_low, clamp_high,
+                     yt.lo, unsigned_bytes(span), plane_bytes, 0, uniform,
+                     shifts=tuple(int(v) for v in shifts) if varied else None, diag=diag,
+                     post_mult=post_mult, const_base=base, const_bytes=narrow)
+    rows = plane_bytes if uniform else np.concatenate([plane_bytes, plan.const_rows()], axis=1)
     if varied:
         rows = np.concatenate([rows, shifts.reshape(n, 1)], axis=1)
     per_segment = TABLE_MAX // max(rows.shape[1], 1)
     if per_segment == 0:
         raise TinyccError(f"{where}: one neuron needs {rows.shape[1]} table bytes, more than "
                           f"one table holds ({TABLE_MAX})")
-    return DensePlan(name, x, k, n, groups if planes.count and not diag else 0, group, wbytes,
-                     planes, pb_raw, pb, acc_bytes,
-                     [int(c) for c in consts], shift, rounding, clamp_low, clamp_high,
-                     yt.lo, unsigned_bytes(span), rows, per_segment, uniform,
-                     shifts=tuple(int(v) for v in shifts) if varied else None, diag=diag,
-                     post_mult=post_mult)
+    return replace(plan, rows=rows, per_segment=per_segment)
 
 
 def widened(p: DensePlan, ways: int) -> DensePlan | None:
@@ -223,9 +242,7 @@ def widened(p: DensePlan, ways: int) -> DensePlan | None:
     bits = np.concatenate([p.planes.bits[:, :, s::ways] for s in range(ways)], axis=0)
     rows = pack_groups(bits, group).reshape(p.n // ways, -1)
     if not p.uniform_const:
-        consts = np.array([[(int(c) >> (8 * b)) & 0xFF for b in range(p.acc_bytes)]
-                           for c in p.consts]).reshape(p.n // ways, -1)
-        rows = np.concatenate([rows, consts], axis=1)
+        rows = np.concatenate([rows, p.const_rows().reshape(p.n // ways, -1)], axis=1)
     per_segment = TABLE_MAX // rows.shape[1]
     if per_segment == 0:
         return None

@@ -447,3 +447,26 @@ def test_a_multiplier_not_a_power_of_two_is_applied_once_after_the_combine(targe
     mult = int(next(line for line in asm.splitlines() if "acc = constant + S * " in line).split()[-1])
     assert mult & (mult - 1) and mult > 1 << 10
     assert ("sr " in asm and "C = the multiplier's next bit" in asm) == (opt == "size")
+
+
+@pytest.mark.parametrize("opt", ["size", "speed"])
+def test_per_neuron_constants_are_deltas_from_a_base_in_u(opt):
+    # biases: the constants differ per neuron but span less than a byte, while the
+    # accumulator needs two: each row holds a signed one-byte delta, u the base
+    rng = np.random.default_rng(8)
+    sizes = (40, 12, 10)
+    layers = [qdq.Layer(qdq.random_weights(rng, (40, 12), "pm2"), -1, rng.integers(-60, 60, 12),
+                        True, -1, "uint8"),
+              qdq.Layer(qdq.random_weights(rng, (12, 10), "pm2"), -1, rng.integers(-60, 60, 10),
+                        False, 0)]
+    m = qdq.Model(layers, sizes[0], in_exp=-7, in_dtype="uint8", argmax=True)
+    model = qdq.build(m)
+    x = qdq.random_inputs(rng, m, 40)
+    for target in ("pms150c", "pfs154"):
+        art = tinycc_nn.compile(model, target, opt=opt)
+        _agrees(art, model, x)
+        assert "C = the delta's sign" in art.files["model.asm"]
+    plan = art.backend.variant(art.graph, art.options, "size", 1, True).plans["l0_mm"]
+    assert plan.const_bytes == 1 and plan.acc_bytes == 2
+    deltas = np.array(plan.consts) - plan.const_base
+    assert deltas.min() < 0 < deltas.max() and -128 <= deltas.min() and deltas.max() <= 127
