@@ -63,6 +63,7 @@ def measure(model_path, target, opt, x, y, **options):
             "exact": f"{len(x) - int(bad.sum())}/{len(x)}",
             "variant": f"{r['code_shape']} shape, {r['reads_shared_by']} per read"
                        + (", loop per table" if r["loop_per_table"] else "")
+                       + (", RAM layers share reads" if r["ram_layers_share_reads"] else "")
                        + (", input staged through RAM" if r.get("input_staged") else ""),
             "accuracy": f"{100.0 * float((cls == y).mean()):.2f}%"}
 
