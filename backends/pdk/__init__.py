@@ -296,11 +296,19 @@ class Pfs154Backend(PdkBackend):
 
 class GenericPdkBackend(PdkBackend):
     """Any part with this core: its usable ROM words and RAM bytes are options (e.g. a
-    PMS152: `-t pdk14 --option rom=1264 --option ram=80`, leaving its writer words)."""
+    PMS152: `-t pdk14 --option rom=1264 --option ram=80`, leaving its writer words).
+    A subclass names the core; the target is named after it."""
     options = {**PdkBackend.options,
                "rom": (None, "usable program memory in words (default: all the core "
                              "addresses; leave out the words your part reserves)"),
                "ram": (None, "RAM in bytes (default: all the core addresses)")}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.name = cls.part = cls.core
+        cls.rom_capacity, cls.ram_capacity = CORE_LIMITS[cls.core]
+        cls.description = (f"any Padauk {cls.core} part (--option rom=WORDS ram=BYTES, at "
+                           f"most {cls.rom_capacity} and {cls.ram_capacity})")
 
     def spec(self, options) -> Part:
         try:
@@ -310,18 +318,8 @@ class GenericPdkBackend(PdkBackend):
 
 
 class Pdk13Backend(GenericPdkBackend):
-    name = "pdk13"
-    part, core = "pdk13", "pdk13"
-    description = (f"any Padauk pdk13 part (--option rom=WORDS ram=BYTES, at most "
-                   f"{CORE_LIMITS['pdk13'][0]} and {CORE_LIMITS['pdk13'][1]})")
-    rom_capacity, ram_capacity = CORE_LIMITS["pdk13"]
-    word_bits = 13
+    core, word_bits = "pdk13", 13
 
 
 class Pdk14Backend(GenericPdkBackend):
-    name = "pdk14"
-    part, core = "pdk14", "pdk14"
-    description = (f"any Padauk pdk14 part (--option rom=WORDS ram=BYTES, at most "
-                   f"{CORE_LIMITS['pdk14'][0]} and {CORE_LIMITS['pdk14'][1]})")
-    rom_capacity, ram_capacity = CORE_LIMITS["pdk14"]
-    word_bits = 14
+    core, word_bits = "pdk14", 14

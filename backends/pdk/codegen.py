@@ -379,14 +379,19 @@ class Codegen:
         base, size = self.layout.vectors[self.input_name]
         self.asm.comment(f"load the {size}-byte input into RAM at {h(base)}")
         self.op(f"clear {self.r('inidx')}")
+        self.copy_input(base, size)
+
+    def copy_input(self, base: int, count: int) -> None:
+        """The next `count` input bytes (offset binary, from INIDX on) to RAM at base;
+        ptr ends at base + count."""
         self.movi("ptr", base)
-        self.movi("wb", size)
-        loop = self.fresh("load")
+        loop = self.fresh("copy")
         self.asm.label(loop)
         self.read_input()
         self.op(f"idxm {self.r('ptr')}, a")
         self.op(f"inc {self.r('ptr')}")
-        self.op(f"dzsn {self.r('wb')}")
+        self.op(f"mov a, {self.r('ptr')}")
+        self.op(f"ceqsn a, #{h(base + count)}", "all copied?")
         self.op(f"goto {loop}")
 
     def emit_staged_usum(self, p: DensePlan) -> None:

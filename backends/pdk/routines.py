@@ -59,18 +59,10 @@ def stage_label(group: int) -> str:
 def stage(gen, group: int) -> None:
     """The next `group` streamed input bytes (offset binary) into the staging buffer,
     and ptr back at its start: the RAM kernel then reads them like any vector."""
-    base, ptr = gen.stage_base, gen.r("ptr")
+    base = gen.stage_base
     gen.asm.label(stage_label(group), f"inputs inidx.. into {h(base)}..{h(base + group - 1)}, "
                                       f"ptr = {h(base)}")
-    gen.movi("ptr", base)
-    loop = gen.fresh("stage")
-    gen.asm.label(loop)
-    gen.read_input()
-    gen.op(f"idxm {ptr}, a")
-    gen.op(f"inc {ptr}")
-    gen.op(f"mov a, {ptr}")
-    gen.op(f"ceqsn a, #{h(base + group)}", "a group staged?")
-    gen.op(f"goto {loop}")
+    gen.copy_input(base, group)
     gen.movi("ptr", base)
     gen.op("ret")
 
