@@ -250,9 +250,7 @@ def _one_odd_part(params, levels, a_lo, a_hi, y_lo, y_hi, lo, hi, rounding, orde
             cons, (m_lo, m_hi) = fit_at(c, shift)
             if m_lo > m_hi:
                 continue
-            m = odd << max((-(-m_lo // odd) - 1).bit_length(), 0)   # first odd*2^k >= m_lo
-            while m < m_lo:
-                m <<= 1
+            m = odd << (-(-m_lo // odd) - 1).bit_length()     # the first odd*2^k >= m_lo
             r = _rnd_for(m, cons) if m <= m_hi else None
             if r is not None:
                 return m, r, shift, rounding

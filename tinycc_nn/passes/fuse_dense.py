@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ir import Graph, infer_type
+from ..ir import REQUANT_ATTRS, Graph
 from . import Pass
 
 
@@ -55,21 +55,12 @@ class FuseDense(Pass):
             nxt = _sole_user(graph, chain[-1], "requant")
             if nxt:
                 chain.append(nxt)
-                attrs.update({k: graph.attrs(nxt)[k] for k in
-                              ("mult", "rnd", "shift", "rounding", "lo", "hi")})
+                attrs.update({k: graph.attrs(nxt)[k] for k in REQUANT_ATTRS})
             while (nxt := _sole_user(graph, chain[-1], "clamp")):
                 chain.append(nxt)
                 a = graph.attrs(nxt)
                 attrs["lo"], attrs["hi"] = compose_clamp(attrs["lo"], attrs["hi"], a["lo"], a["hi"])
-            last = chain[-1]
-            name = graph.fresh(mm + ".dense")
-            graph.add(name, "dense", graph.operands(mm), attrs)
-            graph.node(name)["type"] = infer_type(graph, name)
-            graph.replace_uses(last, name)
-            order = graph.node(mm)["order"]
-            for n in chain:
-                graph.remove(n)
-            graph.node(name)["order"] = order
-            graph.rename(name, mm)      # the layer keeps its ONNX name and its place
+            # the layer keeps its ONNX name and its place
+            graph.replace_chain(chain, "dense", graph.operands(mm), attrs)
             changed = True
         return changed

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ir import Graph, infer_type
+from ..ir import REQUANT_ATTRS, Graph, infer_type
 from . import Pass
 from .pack_weights import choose_encoding
 
@@ -40,15 +40,8 @@ class RequantAsDense(Pass):
             graph.add(eye, "const", (), {"values": values, "valueset": sorted(set(values.ravel().tolist())),
                                          "encoding": enc, "code_bits": bits, "codebook": book})
             graph.node(eye)["type"] = infer_type(graph, eye)
-            attrs = {"bias": 0, **{k: graph.attrs(n)[k] for k in
-                                   ("mult", "rnd", "shift", "rounding", "lo", "hi")}}
-            dense = graph.fresh(f"{n}.dense")
-            graph.add(dense, "dense", (x, eye), attrs)
-            graph.node(dense)["type"] = infer_type(graph, dense)
-            graph.replace_uses(n, dense)
-            order = graph.node(n)["order"]
-            graph.remove(n)
-            graph.node(dense)["order"] = graph.node(eye)["order"] = order
-            graph.rename(dense, n)
+            attrs = {"bias": 0, **{k: graph.attrs(n)[k] for k in REQUANT_ATTRS}}
+            graph.replace_chain([n], "dense", (x, eye), attrs)
+            graph.node(eye)["order"] = graph.node(n)["order"]
             changed = True
         return changed
