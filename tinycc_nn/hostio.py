@@ -43,7 +43,7 @@ def dequantize(q, scale, zero_point):
 def apply_float_ops(x, ops):
     """Apply a chain of elementwise float32 ops, as onnxruntime would, to array x.
 
-    `ops` is a list of lists: ["add", c], ["mul", c], ["relu"], ["clip", lo, hi],
+    `ops` is a list of lists: ["add", c], ["mul", c], ["div", c], ["relu"], ["clip", lo, hi],
     ["quantize", scale, zero_point, dtype], ["dequantize", scale, zero_point];
     a constant c may be a scalar or a per-channel list (channels on the last axis).
     """
@@ -53,6 +53,8 @@ def apply_float_ops(x, ops):
             x = np.asarray(x, np.float32) + np.asarray(op[1], np.float32)
         elif kind == "mul":
             x = np.asarray(x, np.float32) * np.asarray(op[1], np.float32)
+        elif kind == "div":
+            x = np.asarray(x, np.float32) / np.asarray(op[1], np.float32)
         elif kind == "relu":
             x = np.maximum(np.asarray(x, np.float32), np.float32(0))
         elif kind == "clip":

@@ -21,32 +21,57 @@ def _arr(values) -> str:
     return f"np.array({format_value(np.asarray(values).tolist(), '    ')}, dtype=np.int64)"
 
 
-def _requant_args(attrs) -> str:
-    keys = ("mult", "rnd", "shift")
-    parts = [_arr(attrs[k]) if isinstance(attrs[k], list) else str(attrs[k]) for k in keys]
+def _param(value, ndim: int) -> str:
+    """A per-channel attr as numpy text that broadcasts over a value of `ndim` dims
+    (channels are axis 0: a map's parameters apply to its whole plane)."""
+    if not isinstance(value, list):
+        return str(value)
+    return _arr(value) + (f".reshape({-1}{', 1' * (ndim - 1)})" if ndim > 1 else "")
+
+
+def _requant_args(attrs, ndim: int = 1) -> str:
+    parts = [_param(attrs[k], ndim) for k in ("mult", "rnd", "shift")]
     return ", ".join(parts + [repr(attrs["rounding"]), repr(attrs["lo"]), repr(attrs["hi"])])
+
+
+def _window_args(a, keys) -> str:
+    return ", ".join(f"{a[k]!r}" for k in keys)
 
 
 def _statement(graph, n, names) -> list:
     op, a, args = graph.op(n), graph.attrs(n), [names[x] for x in graph.operands(n)]
     t = graph.type(n)
     v = names[n]
+    nd = len(t.shape) if t is not None else 1
     if op == "input":
         return [f"{v} = np.asarray(xq, dtype=np.int64)"]
     if op in ("matmul", "dense"):
         w = graph.operands(n)[1]
         lines = [f"# {op} %{n}: {graph.type(graph.operands(n)[0])} x {graph.type(w)} "
                  f"({graph.attrs(w).get('encoding', 'int')}) -> {t}"]
-        acc = f"{args[0]} @ {args[1]}"
+        acc = f"{args[0]}.reshape(len({args[0]}), -1) @ {args[1]}"
         if op == "dense":
-            bias = _arr(a["bias"]) if isinstance(a["bias"], list) else str(a["bias"])
-            acc = f"requant_values({acc} + {bias}, {_requant_args(a)})"
+            acc = f"requant_values({acc} + {_param(a['bias'], 1)}, {_requant_args(a)})"
         return lines + [f"{v} = {acc}"]
+    if op in ("conv", "qconv"):
+        w = graph.operands(n)[1]
+        lines = [f"# {op} %{n}: {graph.type(graph.operands(n)[0])} * {graph.type(w)} "
+                 f"({graph.attrs(w).get('encoding', 'int')}) -> {t}"]
+        acc = (f"conv_values({args[0]}, {args[1]}, "
+               f"{_window_args(a, ('in_shape', 'strides', 'pads', 'group', 'pad_value'))})")
+        if op == "qconv":
+            acc = f"requant_values({acc} + {_param(a['bias'], 3)}, {_requant_args(a, 3)})"
+        return lines + [f"{v} = {acc}"]
+    if op == "maxpool":
+        return [f"{v} = maxpool_values({args[0]}, "
+                f"{_window_args(a, ('in_shape', 'kernel', 'strides', 'pads'))})"]
+    if op == "sumpool":
+        return [f"{v} = sumpool_values({args[0]}, "
+                f"{_window_args(a, ('in_shape', 'kernel', 'strides', 'pads', 'pad_value'))})"]
     if op == "bias_add":
-        bias = _arr(a["bias"]) if isinstance(a["bias"], list) else str(a["bias"])
-        return [f"{v} = {args[0]} + {bias}"]
+        return [f"{v} = {args[0]} + {_param(a['bias'], nd)}"]
     if op == "requant":
-        return [f"# requant %{n} -> {t}", f"{v} = requant_values({args[0]}, {_requant_args(a)})"]
+        return [f"# requant %{n} -> {t}", f"{v} = requant_values({args[0]}, {_requant_args(a, nd)})"]
     if op == "clamp":
         return [f"{v} = np.clip({args[0]}, {a['lo']!r}, {a['hi']!r})"]
     if op == "argmax":
@@ -68,6 +93,9 @@ def render(graph) -> str:
            "import numpy as np", "",
            inspect.getsource(hostio).split('import numpy as np\n', 1)[1].strip(), "",
            inspect.getsource(ir.shift_round), inspect.getsource(ir.requant_values)]
+    if any(graph.op(n) in ir.WINDOWED for n in graph.order()):
+        src += [inspect.getsource(f) for f in (ir.window_out_hw, ir.window_patches, ir.conv_values,
+                                               ir.maxpool_values, ir.sumpool_values)]
     src.append(f"INPUT = {_pyattrs(graph.attrs(inp))}")
     src.append(f"OUTPUTS = [{', '.join(_pyattrs(graph.attrs(o)) for o in outs)}]\n")
     for n in consts:
@@ -76,10 +104,15 @@ def render(graph) -> str:
     for n in graph.order():
         if graph.op(n) not in ("const", "output"):
             body += _statement(graph, n, names)
-    ret = ", ".join(names[graph.operands(o)[0]] for o in outs)
-    src.append("def infer_q(xq):\n    \"\"\"Integer outputs (one [n, size] array per output) "
-               "for quantized inputs xq [n, F].\"\"\"\n" +
+    ret = ", ".join(f"{names[graph.operands(o)[0]]}.reshape(len(xq), -1)" for o in outs)
+    src.append("def infer_chunk(xq):\n" +
                "".join(f"    {line}\n" for line in body) + f"    return [{ret}]\n")
+    src.append("def infer_q(xq, chunk=256):\n    \"\"\"Integer outputs (one [n, size] array per output) "
+               "for quantized inputs xq [n, F],\n    a chunk of samples at a time (feature maps "
+               "of a whole test set need not fit in memory).\"\"\"\n"
+               "    xq = np.asarray(xq)\n"
+               "    parts = [infer_chunk(xq[s:s + chunk]) for s in range(0, max(len(xq), 1), chunk)]\n"
+               "    return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]\n")
     src.append("def infer_all(x):\n    xq = prepare_input(x, INPUT)\n"
                "    return {o['name']: finish_output(v, o) for v, o in zip(infer_q(xq), OUTPUTS)}\n")
     src.append("def infer(x):\n    return next(iter(infer_all(x).values()))\n")

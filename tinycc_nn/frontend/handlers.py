@@ -7,9 +7,9 @@ from onnx.reference import ReferenceEvaluator
 
 from ..errors import TinyccError
 from ..ir import channel_range
-from . import linear
+from . import linear, window
 from .values import DATA_MOVEMENT
-from .values import QDTYPES, Act, Const, per_element
+from .values import QDTYPES, Act, Const, by_channel, per_element
 
 ONNX_QDTYPE = {3: "int8", 2: "uint8", 5: "int16", 4: "uint16", 22: "int4", 21: "uint4"}
 
@@ -28,16 +28,21 @@ def _const(args, k, where, what) -> Const:
     return a
 
 
-def _quant_params(imp, x: Act, args, attrs, where, n):
+def _quant_params(imp, x: Act, args, attrs, where):
     scale = _const(args, 1, where, "scale").value
+    axis = attrs.get("axis", 1) % max(len(x.shape), 1)
+    if x.ir is None:
+        n = x.index.size
+    else:
+        x, n = by_channel(x, imp.ir.type(x.ir))
     if attrs.get("block_size", 0):
         raise TinyccError(f"{where}: blocked quantization is not supported")
-    axis = attrs.get("axis", 1) % max(len(x.shape), 1)
     s = per_element(scale.astype(np.float32), x, axis, n)
     zp_arr = args[2].value if len(args) > 2 and args[2] is not None else None
     z = 0 if zp_arr is None else per_element(zp_arr.astype(np.int64), x, axis, n)
     if s is None or z is None:
-        raise TinyccError(f"{where}: per-axis parameters disagree after data movement")
+        raise TinyccError(f"{where}: per-axis parameters disagree after data movement, or vary "
+                          "within one channel of a feature map")
     if not np.all(np.isfinite(s)) or np.any(np.asarray(s) <= 0):
         raise TinyccError(f"{where}: scale {_show(s)} must be a positive finite number")
     return s, z, zp_arr
@@ -47,8 +52,7 @@ def quantize_linear(imp, node, args, where, attrs):
     x = _act(args, 0, where)
     if x.dtype != "float32":
         raise TinyccError(f"{where}: quantizes a {x.dtype} tensor (need float32)")
-    n = x.index.size if x.ir is None else imp.ir.type(x.ir).size
-    s, z, zp_arr = _quant_params(imp, x, args, attrs, where, n)
+    s, z, zp_arr = _quant_params(imp, x, args, attrs, where)
     if zp_arr is not None:
         dtype = zp_arr.dtype.name
     else:
@@ -72,7 +76,7 @@ def dequantize_linear(imp, node, args, where, attrs):
     x = _act(args, 0, where)
     if x.ops or x.dtype not in QDTYPES | {"int32"}:
         raise TinyccError(f"{where}: dequantizes a {x.dtype} tensor (need an integer tensor)")
-    s, z, _ = _quant_params(imp, x, args, attrs, where, imp.ir.type(x.ir).size)
+    s, z, _ = _quant_params(imp, x, args, attrs, where)
     return [Act(x.ir, x.index, "float32", [["dequantize", s, z]])]
 
 
@@ -90,7 +94,6 @@ def _show(v) -> str:
 
 
 def _elementwise_const(imp, x: Act, c: Const, where, what):
-    n = imp.ir.type(x.ir).size
     if not np.isfinite(c.value).all():
         raise TinyccError(f"{where}: {what} holds {c.value[~np.isfinite(c.value)].flat[0]}; "
                           "only finite constants are supported")
@@ -98,9 +101,11 @@ def _elementwise_const(imp, x: Act, c: Const, where, what):
     if full.shape != x.shape:
         raise TinyccError(f"{where}: {what} of shape {list(c.value.shape)} broadcasts the "
                           f"tensor {list(x.shape)} to {list(full.shape)}")
-    v = per_element(full.reshape(-1), x.with_index(x.index.reshape(-1)), 0, n)
+    xc, n = by_channel(x.with_index(x.index.reshape(-1)), imp.ir.type(x.ir))
+    v = per_element(full.reshape(-1), xc, 0, n)
     if v is None:
-        raise TinyccError(f"{where}: {what} differs between copies of one element")
+        raise TinyccError(f"{where}: {what} differs between copies of one element, or "
+                          "within one channel of a feature map")
     return v
 
 
@@ -320,5 +325,9 @@ HANDLERS = {
     "Clip": clip,
     "Cast": cast,
     "ArgMax": argmax,
+    "Conv": window.conv,
+    "MaxPool": window.max_pool,
+    "AveragePool": window.average_pool,
+    "GlobalAveragePool": window.average_pool,
     **{op: data_movement for op in DATA_MOVEMENT},
 }

@@ -18,12 +18,12 @@ EXACT_LIMIT = 1 << 24
 
 
 def integerize(imp, act: Act, where: str):
-    """Express act's float value as (clamp(q, lo, hi) + offset[i]) * unit exactly.
+    """Express act's float value as (clamp(q, lo, hi) + offset[c]) * unit exactly.
 
-    Returns (ir value to use, offset vector per IR element, unit).  Materializes an IR
+    Returns (ir value to use, offset vector per IR channel, unit).  Materializes an IR
     clamp when a Relu/Clip sits between the quantizer and the matmul.
     """
-    n = imp.ir.type(act.ir).size
+    n = imp.ir.type(act.ir).channels
     unit, offset, lo, hi = None, np.zeros(n, np.int64), None, None
     for op in act.ops:
         kind = op[0]
@@ -103,6 +103,7 @@ def emit_matmul(imp, x: Act, w: Const, rows: np.ndarray, out_shape, where: str, 
         raise TinyccError(f"{where}: contraction size {rows.size} does not match weight {list(ints.shape)}")
     ir_x, offset, unit = integerize(imp, x, where)
     n_in = imp.ir.type(ir_x).size
+    offset = np.repeat(offset, n_in // offset.size)      # a map's channel offsets per element
     weights = np.zeros((n_in, ints.shape[1]), np.int64)
     np.add.at(weights, rows, ints)
     acc_bias = offset[rows] @ ints

@@ -57,6 +57,14 @@ def is_pow2(x) -> bool:
     return bool(np.all(mant == 0.5))
 
 
+def by_channel(act: Act, ir_type) -> tuple:
+    """(act with each ONNX element numbered by its IR channel, number of channels): float
+    op parameters are per channel of the IR value (an element of a vector, a plane of a
+    [C, H, W] map), so ONNX parameters are mapped onto channels, not elements."""
+    per = ir_type.size // max(ir_type.channels, 1)
+    return act.with_index(act.index // per), ir_type.channels
+
+
 def per_element(param, act: Act, axis: int, size: int):
     """An ONNX per-tensor or per-axis parameter as a per-IR-element list (or scalar).
 

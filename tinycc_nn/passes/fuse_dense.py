@@ -1,8 +1,9 @@
 """fuse-dense: layer flattening.
 
 Matches   matmul(x, w) -> [bias_add]* -> [requant] -> [clamp]*
+and       conv(x, w)   -> [bias_add]* -> [requant] -> [clamp]*
 where every intermediate value has exactly one user, and replaces the chain by one
-`dense` op.  A trailing clamp narrows the requant's bounds (two clamps compose to
+`dense` (or `qconv`, which keeps the conv's window attributes) op.  A trailing clamp narrows the requant's bounds (two clamps compose to
 one).  A matmul with no requant becomes a dense with mult=1, rnd=0, shift=0 and no
 clamp (a raw accumulator output).  Does not move clamps that sit between the
 accumulator and the requant (per-channel requant would need per-channel bounds).
@@ -46,8 +47,9 @@ class FuseDense(Pass):
 
     def apply(self, graph: Graph) -> bool:
         changed = False
-        for mm in graph.nodes_of("matmul"):
-            chain, attrs = [mm], {"bias": 0, "mult": 1, "rnd": 0, "shift": 0,
+        for mm in graph.nodes_of("matmul") + graph.nodes_of("conv"):
+            fused = "dense" if graph.op(mm) == "matmul" else "qconv"
+            chain, attrs = [mm], {**graph.attrs(mm), "bias": 0, "mult": 1, "rnd": 0, "shift": 0,
                                   "rounding": "floor", "lo": None, "hi": None}
             while (nxt := _sole_user(graph, chain[-1], "bias_add")):
                 chain.append(nxt)   # zero-point corrections and the bias add up
@@ -61,6 +63,6 @@ class FuseDense(Pass):
                 a = graph.attrs(nxt)
                 attrs["lo"], attrs["hi"] = compose_clamp(attrs["lo"], attrs["hi"], a["lo"], a["hi"])
             # the layer keeps its ONNX name and its place
-            graph.replace_chain(chain, "dense", graph.operands(mm), attrs)
+            graph.replace_chain(chain, fused, graph.operands(mm), attrs)
             changed = True
         return changed
