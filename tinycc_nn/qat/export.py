@@ -10,6 +10,17 @@ functions) makes the file say exactly what the eval model computes:
                 Relu                                                   (if a ReLU follows)
     [Clip] -> QuantizeLinear -> DequantizeLinear -> logits; ArgMax(axis=1) -> class
 
+Convolutional models (an nn.Sequential of QConv2d, ReLU, MaxPool2d, Flatten, then the
+dense layers) take an input [N, C, H, W] and map each QConv2d the same way:
+
+    QuantizeLinear -> DequantizeLinear                               (its input quantizer)
+    Conv(x, DequantizeLinear(int8 w [out, in / groups, kh, kw], s_w),
+            DequantizeLinear(int32 b [out], s_in * s_w))             (axis 0 if per channel)
+    Relu; the next quantizer's QuantizeLinear -> DequantizeLinear; MaxPool; ...; Flatten
+
+A MaxPool is written after the quantizer that follows it in torch: quantizing is monotone,
+so max and quantize commute exactly, and the pool then works on the small integers.
+
 With `gemm=True` a layer is one Gemm(x, DequantizeLinear(w [out, in]), b, transB=1).
 The Clip appears only for activations narrower than their 8-bit container (e.g. uint4
 in uint8): QuantizeLinear saturates at the container's limits, the Clip at the
@@ -26,33 +37,65 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from tinycc_nn.errors import TinyccError
+from tinycc_nn.qat.conv import QConv2d, QuantizedConv
 from tinycc_nn.qat.layers import QLinear, QuantizedLinear
 from tinycc_nn.qat.quantizers import ActQuant
 
 EXACT_LIMIT = 2**24  # float32 holds every integer below this: sums stay exact
 
 
+LAYERS = (QLinear, QConv2d, nn.ReLU, ActQuant, nn.MaxPool2d, nn.Flatten)
+
+
 def sequence(model: nn.Module) -> list[nn.Module]:
-    """The model's layers in order: an nn.Sequential, flattened, without no-op modules."""
+    """The model's layers in order: an nn.Sequential, flattened, without no-op modules.
+
+    A Flatten is kept only after a convolution (before one it does nothing).
+    """
     if not isinstance(model, nn.Sequential):
         raise TinyccError(f"export expects an nn.Sequential of QLinear/ReLU/ActQuant, got {type(model).__name__}")
     out: list[nn.Module] = []
     for m in model:
         if isinstance(m, nn.Sequential):
             out += sequence(m)
-        elif not isinstance(m, (nn.Identity, nn.Flatten)):
-            if not isinstance(m, (QLinear, nn.ReLU, ActQuant)):
-                raise TinyccError(f"export: cannot express layer {type(m).__name__} (only QLinear, ReLU, ActQuant)")
-            out.append(m)
-    if not out or not isinstance(out[0], QLinear) or not isinstance(out[-1], ActQuant):
-        raise TinyccError("export: the model must start with a QLinear and end with an ActQuant")
+        elif not isinstance(m, nn.Identity):
+            if not isinstance(m, LAYERS):
+                raise TinyccError(f"export: cannot express layer {type(m).__name__} "
+                                  "(only QLinear, QConv2d, ReLU, MaxPool2d, Flatten, ActQuant)")
+            if not isinstance(m, nn.Flatten) or any(isinstance(p, QConv2d) for p in out):
+                out.append(m)
+    if not out or not isinstance(out[0], (QLinear, QConv2d)) or not isinstance(out[-1], ActQuant):
+        raise TinyccError("export: the model must start with a QLinear or QConv2d and end with an ActQuant")
     return out
 
 
-def check_exact(q: QuantizedLinear, index: int) -> None:
+def _check_pool(m: nn.MaxPool2d) -> None:
+    if m.padding not in (0, (0, 0)) or m.dilation not in (1, (1, 1)) or m.ceil_mode or m.return_indices:
+        raise TinyccError("export: MaxPool2d with padding, dilation, ceil_mode or indices is not supported")
+
+
+def _input_quant(m: nn.Module) -> ActQuant | None:
+    return m if isinstance(m, ActQuant) else getattr(m, "input_quant", None)
+
+
+def _pooled_quantizers(layers: list[nn.Module]) -> dict[int, ActQuant]:
+    """For each MaxPool2d (by index): the quantizer of the next quantized layer, when only
+    pools and Flatten stand between them, so that it can be applied before the pool."""
+    hoisted = {}
+    for i, m in enumerate(layers):
+        if isinstance(m, nn.MaxPool2d):
+            _check_pool(m)
+            nxt = next(j for j in range(i + 1, len(layers)) if not isinstance(layers[j], (nn.MaxPool2d, nn.Flatten)))
+            if _input_quant(layers[nxt]) is not None:
+                hoisted[i] = _input_quant(layers[nxt])
+    return hoisted
+
+
+def check_exact(q: QuantizedLinear | QuantizedConv, index: int) -> None:
     """Refuse layers whose accumulator could leave float32's exact integer range."""
     in_max = 2 ** (q.in_bits - 1) if q.in_signed else 2**q.in_bits - 1  # largest |q_in|
-    bound = np.abs(q.weight.astype(np.int64)).sum(axis=1) * in_max
+    w = q.weight.astype(np.int64)
+    bound = np.abs(w.reshape(len(w), -1)).sum(axis=1) * in_max  # one output's taps
     if q.bias is not None:
         bound = bound + np.abs(q.bias.astype(np.int64))
     if bound.max() >= EXACT_LIMIT:
@@ -98,33 +141,75 @@ class _Builder:
             return self.node("Gemm", [x, w] + ([b] if b else []), f"{prefix}.gemm", transB=1)
         return self.node("Add", [y, b], f"{prefix}.add") if b else y
 
+    def conv(self, x: str, q: QuantizedConv, prefix: str, kernel: tuple[int, int]) -> str:
+        per_channel = np.ndim(q.weight_exponent) == 1
+        axis = {"axis": 0} if per_channel else {}
+        s_w = self.const(f"{prefix}.weight_scale", np.exp2(q.weight_exponent).astype(np.float32))
+        w = self.node("DequantizeLinear", [self.const(f"{prefix}.weight_q", q.weight), s_w], f"{prefix}.weight", **axis)
+        inputs = [x, w]
+        if q.bias is not None:
+            s_b = self.const(f"{prefix}.bias_scale", np.exp2(q.in_exponent + q.weight_exponent).astype(np.float32))
+            inputs.append(self.node("DequantizeLinear", [self.const(f"{prefix}.bias_q", q.bias), s_b],
+                                    f"{prefix}.bias", **axis))
+        (ph, pw) = q.padding
+        return self.node("Conv", inputs, f"{prefix}.conv", kernel_shape=list(kernel), strides=list(q.stride),
+                         pads=[ph, pw, ph, pw], group=q.groups, dilations=[1, 1])
+
+
+def _input_dims(first: nn.Module, input_shape) -> list[int]:
+    """The input's dims after the batch: [features] for a dense model, [C, H, W] for a conv one."""
+    shape = [int(input_shape)] if np.ndim(input_shape) == 0 else [int(d) for d in input_shape]
+    if isinstance(first, QLinear):
+        if shape[-1] != first.in_features:
+            raise TinyccError(f"export: input has {shape[-1]} features, first layer expects {first.in_features}")
+        return shape[-1:]
+    if len(shape) < 3 or shape[-3] != first.in_channels:
+        raise TinyccError(f"export: input shape {shape} has not the {first.in_channels} channels "
+                          "the first QConv2d expects (give (C, H, W))")
+    return shape[-3:]
+
 
 def build_onnx(model: nn.Module, input_shape, *, opset=17, argmax=True, gemm=False) -> onnx.ModelProto:
     """The canonical QDQ graph of `model` in eval mode (see the module docstring)."""
     layers = sequence(model)
-    features = int(input_shape if np.ndim(input_shape) == 0 else input_shape[-1])
-    if features != layers[0].in_features:
-        raise TinyccError(f"export: input has {features} features, first layer expects {layers[0].in_features}")
+    dims = _input_dims(layers[0], input_shape)
+    hoisted = _pooled_quantizers(layers)
     b, x, index, schemes = _Builder(), "input", 0, []
-    for m in layers:
-        if isinstance(m, QLinear):
+    done = None  # the quantizer already applied to x (before a pool)
+    for i, m in enumerate(layers):
+        if isinstance(m, (QLinear, QConv2d)):
             q = m.quantized()
             check_exact(q, index)
-            x = b.qdq(x, m.input_quant, f"layer{index}.input")
-            x = b.linear(x, q, f"layer{index}", gemm)
+            if done is not m.input_quant:
+                x = b.qdq(x, m.input_quant, f"layer{index}.input")
+            if isinstance(m, QConv2d):
+                x = b.conv(x, q, f"layer{index}", m.kernel_size)
+            else:
+                x = b.linear(x, q, f"layer{index}", gemm)
             schemes.append(q.scheme.name)
-            index += 1
+            index, done = index + 1, None
         elif isinstance(m, nn.ReLU):
             x = b.node("Relu", [x], f"layer{index - 1}.relu")
+        elif isinstance(m, nn.MaxPool2d):
+            if i in hoisted and done is not hoisted[i]:
+                x, done = b.qdq(x, hoisted[i], f"layer{index - 1}.output"), hoisted[i]
+            k, st = (m.kernel_size,) * 2 if np.ndim(m.kernel_size) == 0 else m.kernel_size, m.stride
+            st = (st,) * 2 if np.ndim(st) == 0 else st
+            x = b.node("MaxPool", [x], f"layer{index - 1}.pool{i}", kernel_shape=list(k), strides=list(st))
+        elif isinstance(m, nn.Flatten):
+            if (m.start_dim, m.end_dim) != (1, -1):
+                raise TinyccError("export: only Flatten(start_dim=1) is supported")
+            x = b.node("Flatten", [x], f"layer{index - 1}.flatten", axis=1)
     last = layers[-1]
-    x = b.qdq(x, last, "output", output="logits")
-    classes = [m for m in layers if isinstance(m, QLinear)][-1].out_features
+    x = b.qdq(x, last, "output", output="logits") if done is not last else b.node("Identity", [x], "logits")
+    classes = [m for m in layers if isinstance(m, (QLinear, QConv2d))][-1]
+    classes = classes.out_features if isinstance(classes, QLinear) else classes.out_channels
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])]
     if argmax:
         b.node("ArgMax", ["logits"], "class", axis=1, keepdims=0)
         outputs.append(helper.make_tensor_value_info("class", TensorProto.INT64, ["N"]))
     graph = helper.make_graph(
-        b.nodes, "tinycc_nn_qat", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", features])],
+        b.nodes, "tinycc_nn_qat", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *dims])],
         outputs, initializer=b.inits)
     opsets = [helper.make_opsetid("", opset)]
     onnx_model = helper.make_model(graph, opset_imports=opsets, producer_name="tinycc_nn.qat",
@@ -135,7 +220,8 @@ def build_onnx(model: nn.Module, input_shape, *, opset=17, argmax=True, gemm=Fal
 
 
 def export_onnx(model: nn.Module, path, input_shape, *, opset=17, argmax=True, gemm=False) -> Path:
-    """Write `build_onnx(model, ...)` to `path` (input_shape: features, or (..., features))."""
+    """Write `build_onnx(model, ...)` to `path` (input_shape: features, or (..., features);
+    (C, H, W) for a model that starts with a QConv2d)."""
     onnx_model = build_onnx(model, input_shape, opset=opset, argmax=argmax, gemm=gemm)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
