@@ -31,6 +31,7 @@ def work(tmp_path, monkeypatch):
     np.save(tmp_path / "x.npy", qdq.random_inputs(rng, m, 30))
     np.save(tmp_path / "x_bad.npy", np.zeros((4, m.in_features + 1), np.float32))
     (tmp_path / "junk.onnx").write_bytes(b"not a protobuf\n")
+    (tmp_path / "adir.npy").mkdir()
     net = Net()
     y = net.add("Sigmoid", [net.quant(net.input("x", ["N", 4]), 2 ** -5)], out="sig")
     net.output(net.quant(y, 2 ** -7), ["N", 4])
@@ -78,13 +79,42 @@ def test_compile_default_output_folder(work, capsys):
     assert (work / "m.python" / "model.py").is_file()
 
 
-def test_compile_into_an_existing_folder_replaces_files(work, capsys):
-    (work / "out").mkdir()
-    (work / "out" / "model.py").write_text("stale")
-    (work / "out" / "keep.txt").write_text("mine")
+def test_compile_into_an_earlier_output_replaces_it_whole(work, capsys):
+    # an earlier target's files went on living beside the new ones (model.py by model.asm)
     run_ok(capsys, "compile", "m.onnx", "-t", "python", "-o", "out")
-    assert (work / "out" / "model.py").read_text() != "stale"
-    assert (work / "out" / "keep.txt").read_text() == "mine"
+    (work / "out" / "extra.bin").write_bytes(b"")
+    json_path = work / "out" / "report.json"
+    report = json.loads(json_path.read_text())
+    report["files"].append("extra.bin")         # as if an earlier target had written it
+    json_path.write_text(json.dumps(report))
+    run_ok(capsys, "compile", "m.onnx", "-t", "python", "-o", "out")
+    assert sorted(p.name for p in (work / "out").iterdir()) == ["model.py", "report.json"]
+    assert json.loads(json_path.read_text())["files"] == ["model.py", "report.json"]
+    assert not [p for p in work.iterdir() if p.name.startswith(".")]
+
+
+def test_compile_refuses_a_folder_holding_other_files(work, capsys):
+    (work / "out").mkdir()
+    (work / "out" / "keep.txt").write_text("mine")
+    line = run_error(capsys, "compile", "m.onnx", "-t", "python", "-o", "out")
+    assert "out: folder holds keep.txt, not written by tinycc-nn" in line
+    assert [p.name for p in (work / "out").iterdir()] == ["keep.txt"]
+    run_ok(capsys, "compile", "m.onnx", "-t", "python", "-o", "new")
+    (work / "new" / "keep.txt").write_text("mine")
+    run_error(capsys, "compile", "m.onnx", "-t", "python", "-o", "new")
+    assert (work / "new" / "keep.txt").read_text() == "mine"
+
+
+def test_output_modes_follow_the_umask(work, capsys):
+    old = os.umask(0o027)
+    try:
+        run_ok(capsys, "compile", "m.onnx", "-t", "python", "-o", "out")
+        run_ok(capsys, "run", "m.onnx", "-t", "python", "--inputs", "x.npy", "-o", "y.npy")
+    finally:
+        os.umask(old)
+    assert (work / "out").stat().st_mode & 0o777 == 0o750
+    assert (work / "out" / "model.py").stat().st_mode & 0o777 == 0o640
+    assert (work / "y.npy").stat().st_mode & 0o777 == 0o640
 
 
 def test_ir_prints_the_final_ir(work, capsys):
@@ -241,13 +271,25 @@ def test_verify_when_the_batch_dimension_does_not_pass_through(tmp_path, capsys,
     (["compile", "sigmoid.onnx", "-t", "python", "-o", "o"], "Sigmoid 'sig_node': operator Sigmoid"),
     (["compile", "m.onnx"], "required: -t/--target"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
-    ([], "required: command"),
+    ([], "no command; usage: tinycc-nn [-h] [--version] {compile,ir,targets,verify,run}"),
+    (["verify", "m.onnx", "-t", "python", "--inputs", "m.onnx"], "m.onnx: not a .npy array (save the"),
+    # run -o writes exactly the path given, .npy or .npz (y.txt was left empty, the data hidden)
+    (["run", "m.onnx", "-t", "python", "--inputs", "x.npy", "-o", "y.txt"], "y.txt: the output name must end in .npy or .npz"),
+    (["run", "m.onnx", "-t", "python", "--inputs", "x.npy", "-o", "y"], "y: the output name must end in"),
+    (["run", "m.onnx", "-t", "python", "--inputs", "x.npy", "-o", "nodir/y.npy"], "folder"),
+    (["run", "m.onnx", "-t", "python", "--inputs", "x.npy", "-o", "x.npy/y.npy"], "x.npy is not a folder"),
+    (["run", "m.onnx", "-t", "python", "--inputs", "x.npy", "-o", "adir.npy"], "adir.npy: is a folder"),
+    (["compile", "m.onnx", "-t", "python", "-o", "x.npy"], "x.npy: exists and is not a folder"),
+    (["compile", "m.onnx", "-t", "python", "-o", "x.npy/o"], "x.npy is not a folder"),
+    (["compile", "m.onnx", "-t", "python", "-o", "/proc/tinycc-nn-o"], "/proc/tinycc-nn-o: cannot write"),
 ])
 def test_error_paths(work, capsys, argv, fragment):
     line = run_error(capsys, *argv)
     assert fragment in line
     assert not (work / "o").exists() and not (work / "y.npy").exists()
     assert sorted(p.name for p in work.iterdir() if p.name.startswith(".")) == []
+    assert not (work / "y.txt").exists() and not (work / "y").exists()
+    assert sorted(p.name for p in (work / "adir.npy").iterdir()) == []
 
 
 def test_failed_compile_leaves_an_existing_folder_alone(work, capsys):

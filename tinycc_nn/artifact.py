@@ -1,9 +1,7 @@
 """The result of a compilation: files, report, final IR, and a way to run it."""
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +9,7 @@ import numpy as np
 
 from . import hostio
 from .errors import TinyccError
+from .outfiles import write_folder
 from .printer import print_graph
 
 
@@ -31,28 +30,12 @@ class Artifact:
         return print_graph(self.graph)
 
     def write(self, outdir) -> Path:
-        """Write every file into outdir atomically: all of them appear, or none."""
-        out = Path(outdir)
-        parent = out.resolve().parent
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp", dir=parent))
-        try:
-            for name, data in self.files.items():
-                mode = "wb" if isinstance(data, bytes) else "w"
-                with open(tmp / name, mode) as f:
-                    f.write(data)
-            if out.exists():
-                if not out.is_dir():
-                    raise TinyccError(f"{out}: exists and is not a directory")
-                for name in self.files:
-                    os.replace(tmp / name, out / name)
-                shutil.rmtree(tmp)
-            else:
-                os.replace(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return out
+        """Make outdir hold exactly these files and report.json, replaced as a whole
+        (see outfiles.py); the report lists the files, so a later write knows them."""
+        files = {k: v for k, v in self.files.items() if k != "report.json"}
+        report = dict(self.report, files=sorted([*files, "report.json"]))
+        files["report.json"] = json.dumps(report, indent=2) + "\n"
+        return write_folder(outdir, files, make_parents=True)
 
     def program(self):
         if self._program is None:

@@ -9,7 +9,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from . import __version__
 from .backend import available_targets, get_backend
 from .compiler import compile as compile_model
 from .errors import TinyccError
+from .outfiles import check_file_target, check_folder_target, write_file
 from .printer import print_graph
 
 
@@ -77,15 +77,13 @@ def _compile(args, **extra):
 
 
 def cmd_compile(args) -> int:
+    out = check_folder_target(args.output or f"{Path(args.model).stem}.{args.target}")
     art = _compile(args)
     if not art.files:
         print(f"stopped after {args.stop_after}; nothing written", file=sys.stderr)
         return 0
-    out = Path(args.output or f"{Path(args.model).stem}.{args.target}")
-    files = dict(art.files)
-    files["report.json"] = json.dumps(art.report, indent=2) + "\n"
-    art.files = files
     art.write(out)
+    files = [*art.files, "report.json"]
     r = art.report
     rom = f"{r['rom_used']}" + (f"/{r['rom_capacity']}" if r.get("rom_capacity") else "")
     ram = f"{r['ram_used']}" + (f"/{r['ram_capacity']}" if r.get("ram_capacity") else "")
@@ -118,8 +116,9 @@ def _load_inputs(path, limit):
         x = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise TinyccError(f"{path}: no such file") from None
-    except (ValueError, OSError) as e:
-        raise TinyccError(f"{path}: not a .npy array ({e})") from None
+    except (ValueError, OSError, EOFError) as e:
+        why = "save the inputs with numpy.save" if "pickle" in str(e) else str(e)
+        raise TinyccError(f"{path}: not a .npy array ({why})") from None
     if not isinstance(x, np.ndarray) or x.ndim < 1:
         raise TinyccError(f"{path}: need an array with a leading batch dimension")
     if limit is not None:
@@ -168,21 +167,14 @@ def cmd_verify(args) -> int:
 
 
 def cmd_run(args) -> int:
+    out = check_file_target(args.output, (".npy", ".npz"))
     x = _load_inputs(args.inputs, args.limit)
     art = _compile(args)
     outs = art.run(x)
-    out = Path(args.output)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.resolve().parent)
-    os.close(fd)
-    try:
-        if out.suffix == ".npz":
-            np.savez(tmp, **outs)
-        else:
-            np.save(tmp, next(iter(outs.values())))
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if out.suffix == ".npz":
+        write_file(out, lambda f: np.savez(f, **outs))
+    else:
+        write_file(out, lambda f: np.save(f, next(iter(outs.values()))))
     print(f"{args.target}: {len(x)} inputs -> {out}", file=sys.stderr)
     return 0
 
@@ -232,8 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        if not argv:
+            raise TinyccError(f"no command; {parser.format_usage().strip()} "
+                              "(tinycc-nn COMMAND --help for each)")
+        args = parser.parse_args(argv)
         return args.func(args)
     except TinyccError as e:
         print(f"tinycc-nn: error: {e}", file=sys.stderr)
