@@ -284,3 +284,37 @@ def test_one_odd_multiplier_where_the_smallest_fits_differ():
     assert_exact(ops, [-200, -200], [200, 200], fit)
     a, b = (int(m) for m in fit.mult)
     assert a and b and max(a, b) % min(a, b) == 0 and (max(a, b) // min(a, b)) & (max(a, b) // min(a, b) - 1) == 0
+
+
+_LIMITED_FIT = """
+import resource, sys
+import numpy as np
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+from tinycc_nn import hostio, ir
+from tinycc_nn.frontend.fit import fit_requant
+ops = {ops!r}
+f = lambda a: hostio.apply_float_ops(np.asarray(a).T, ops).T.astype(np.int64)
+fit = fit_requant(f, np.array([{lo}]), np.array([{hi}]))
+a = np.arange({lo}, {hi} + 1)
+got = ir.requant_values(a, int(fit.mult[0]), int(fit.rnd[0]), int(fit.shift[0]), fit.rounding,
+                        fit.lo, fit.hi)
+assert (got == hostio.apply_float_ops(a, ops)).all()
+print(int(fit.mult[0]), int(fit.shift[0]))
+"""
+
+
+@pytest.mark.parametrize("ops, lo, hi, want", [
+    # an int16 output finer than the accumulator unit: mult 2 over 65535 levels
+    ([["mul", 2.0 ** -3], ["quantize", 2.0 ** -4, 0, "int16"]], -20000, 20000, "2 0"),
+    ([["mul", 2.0 ** -3], ["add", 0.3], ["mul", 3.0], ["quantize", 2.0 ** -4 * 1.7, 3, "int16"]],
+     -9000, 9000, None),
+])
+def test_a_16_bit_fit_runs_in_bounded_memory(ops, lo, hi, want):
+    # the fit built a levels x levels array: 32 GiB for a 16-bit output with a multiplier
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-c", _LIMITED_FIT.format(ops=ops, lo=lo, hi=hi)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    if want:
+        assert r.stdout.strip() == want

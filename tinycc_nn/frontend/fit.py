@@ -29,6 +29,7 @@ import numpy as np
 
 MAX_MULT = 1 << 24
 MAX_SHIFT = 40
+CHUNK = 1 << 20        # thresholds searched at once (channels x levels)
 ROUNDINGS = ("floor", "half_even", "half_odd")
 
 
@@ -58,6 +59,14 @@ def thresholds(f, a_lo, a_hi, y_lo, y_hi):
     count = int((y_hi - y_lo).max()) if y_lo.size else 0
     if count <= 0:
         return np.zeros((y_lo.size, 0), np.int64)
+    step = max(1, CHUNK // y_lo.size)      # a bounded working set, however many levels
+    if count > step:
+        return np.concatenate([_thresholds(f, a_lo, a_hi, y_lo + k, min(step, count - k))
+                               for k in range(0, count, step)], axis=1)
+    return _thresholds(f, a_lo, a_hi, y_lo, count)
+
+
+def _thresholds(f, a_lo, a_hi, y_lo, count):
     levels = y_lo[:, None] + 1 + np.arange(count)[None, :]
     left = np.broadcast_to(a_lo[:, None], levels.shape).copy()
     right = np.broadcast_to(a_hi[:, None], levels.shape).copy()
@@ -81,23 +90,27 @@ def _boundary(v, shift, rounding):
 
 def _constraints(t, v, shift, rounding, a_lo, a_hi, y_lo, y_hi, lo, hi):
     """The fit as linear constraints on (mult, rnd): rnd >= d - mult*f (lower) and
-    rnd <= c - mult*e (upper), as Python-int lists (d, f) and (c, e)."""
-    d, f, c, e = [], [], [], []
-    for ti, vi in zip(t, v):           # g(T) reaches v, g(T - 1) does not
-        b = _boundary(int(vi), shift, rounding)
-        d.append(b), f.append(int(ti)), c.append(b - 1), e.append(int(ti) - 1)
+    rnd <= c - mult*e (upper), as arrays (d, f) and (c, e): int64 while every
+    c - mult*e stays inside it for mult < MAX_MULT, Python ints (object) beyond."""
+    small = (max(abs(y_lo), abs(y_hi)) < 1 << 20 and max(abs(a_lo), abs(a_hi)) < 1 << 37)
+    dtype = np.int64 if small else object      # t and v lie inside those bounds
+    t = np.asarray(t, np.int64).astype(dtype)
+    b = _boundary(np.asarray(v, np.int64).astype(dtype), shift, rounding)
+    d, f, c, e = [b], [t], [b - 1], [t - 1]     # g(T) reaches v, g(T - 1) does not
     if y_lo > lo:      # the bottom is not saturated by the clamp: g(a_lo) must reach y_lo
-        d.append(_boundary(y_lo, shift, rounding)), f.append(a_lo)
+        d.append(np.array([_boundary(y_lo, shift, rounding)], dtype))
+        f.append(np.array([a_lo], dtype))
     if y_hi < hi:      # nor the top: g(a_hi) must stay below y_hi + 1
-        c.append(_boundary(y_hi + 1, shift, rounding) - 1), e.append(a_hi)
-    return d, f, c, e
+        c.append(np.array([_boundary(y_hi + 1, shift, rounding) - 1], dtype))
+        e.append(np.array([a_hi], dtype))
+    return tuple(np.concatenate(x).astype(dtype) for x in (d, f, c, e))
 
 
 def _rnd_for(mult, cons):
     """The rnd closest to 0 satisfying the constraints for `mult`, or None."""
     d, f, c, e = cons
-    r_min = max((di - mult * fi for di, fi in zip(d, f)), default=None)
-    r_max = min((ci - mult * ei for ci, ei in zip(c, e)), default=None)
+    r_min = int((d - mult * f).max()) if d.size else None
+    r_max = int((c - mult * e).min()) if c.size else None
     if r_min is not None and r_max is not None and r_min > r_max:
         return None
     r = 0 if r_min is None else max(r_min, 0)
@@ -105,22 +118,43 @@ def _rnd_for(mult, cons):
 
 
 def _mult_interval(cons):
-    """All mult satisfying every lower/upper pair: mult*(e_j - f_i) <= c_j - d_i."""
+    """All mult in [1, MAX_MULT) satisfying every lower/upper pair, as (m_lo, m_hi)
+    (empty: m_lo > m_hi).
+
+    For a given mult the rnd room is h(mult) = min_j(c_j - mult*e_j) - max_i(d_i - mult*f_i):
+    a minimum of linear functions minus a maximum of linear functions, so concave, and the
+    mults with h >= 0 form one interval.  A ternary search finds h's peak and two binary
+    searches its ends, each step one pass over the constraints: memory linear in the
+    levels (every pair at once took levels x levels, 32 GiB for a 16-bit output)."""
     m_lo, m_hi = 1, MAX_MULT - 1
-    if not cons[0] or not cons[2]:
+    d, f, c, e = cons
+    if not d.size or not c.size:
         return m_lo, m_hi
-    small = max(abs(v) for x in cons for v in x) < 1 << 60
-    d, f, c, e = (np.array(x, dtype=np.int64 if small else object) for x in cons)
-    span = e[None, :] - f[:, None]
-    room = c[None, :] - d[:, None]
-    pos, neg, zero = span > 0, span < 0, span == 0
-    if (room[zero] < 0).any():
+
+    def room(m):
+        return (c - m * e).min() - (d - m * f).max()
+
+    lo, hi = m_lo, m_hi
+    while hi - lo > 2:                 # the peak of a concave function (plateaus only on top)
+        m1 = lo + (hi - lo) // 3
+        m2 = hi - (hi - lo) // 3
+        if room(m1) < room(m2):
+            lo = m1 + 1
+        else:
+            hi = m2
+    peak = max(range(lo, hi + 1), key=room)
+    if room(peak) < 0:
         return 1, 0
-    if pos.any():        # floor division rounds toward -inf, as the bounds need
-        m_hi = min(m_hi, int((room[pos] // span[pos]).min()))
-    if neg.any():
-        m_lo = max(m_lo, int((-((-room[neg]) // span[neg])).max()))
-    return m_lo, m_hi
+    lo, hi = m_lo, peak                # the first mult with room >= 0
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if room(mid) >= 0 else (mid + 1, hi)
+    first = lo
+    lo, hi = peak, m_hi                # the last
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if room(mid) >= 0 else (lo, mid - 1)
+    return first, lo
 
 
 def _fit_channel(t, v, a_lo, a_hi, y_lo, y_hi, lo, hi, hint=None, roundings=ROUNDINGS,
@@ -182,7 +216,7 @@ def fit_requant(f, a_lo, a_hi) -> Fit:
     levels = []
     for c in range(n):
         k = int(y_hi[c] - y_lo[c])
-        levels.append(([int(x) for x in t[c, :k]], [int(y_lo[c]) + 1 + i for i in range(k)]))
+        levels.append((t[c, :k], int(y_lo[c]) + 1 + np.arange(k, dtype=np.int64)))
 
     def channel(c, hint=None, roundings=ROUNDINGS, mult_one=False):
         tc, vc = levels[c]
