@@ -400,3 +400,30 @@ def test_script_compile_and_error(work):
     assert r.returncode == 2
     assert r.stderr.splitlines() == [r.stderr.strip()] and r.stderr.startswith("tinycc-nn: error: ")
     assert "Traceback" not in r.stderr and not (work / "bad").exists()
+
+
+# one line, whatever the names and inputs hold ----------------------------------------------
+
+def test_control_characters_in_names_are_escaped(tmp_path, capsys):
+    net = Net()
+    y = net.add("Sigmoid", [net.quant(net.input("x", ["N", 4]), 2 ** -5)], out="s\n\x1b[31mred\u202e")
+    net.output(net.quant(y, 2 ** -7), ["N", 4])
+    onnx.save(net.model(), tmp_path / "names.onnx")
+    line = run_error(capsys, "compile", str(tmp_path / "names.onnx"), "-t", "python",
+                     "-o", str(tmp_path / "o"))
+    assert "\x1b" not in line and "\u202e" not in line
+    assert "s\\n\\x1b[31mred\\u202e" in line
+
+
+def test_huge_inputs_give_no_numpy_warnings(work, capsys):
+    # float64 inputs beyond float32 saturate like onnxruntime's; numpy's RuntimeWarnings leaked
+    np.save("xh.npy", np.full((3, np.load("x.npy").shape[1]), 1e300))
+    out, err = run_ok(capsys, "verify", "m.onnx", "-t", "python", "--inputs", "xh.npy")
+    assert err == "" and "0 mismatches" in out
+
+
+@pytest.mark.parametrize("values", [np.full((3, 5), "a"), np.full((3, 5), 1 + 2j)])
+def test_inputs_that_are_not_real_numbers(work, capsys, values):
+    np.save("xw.npy", values)
+    line = run_error(capsys, "verify", "m.onnx", "-t", "python", "--inputs", "xw.npy")
+    assert f"xw.npy: holds {values.dtype} values" in line

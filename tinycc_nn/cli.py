@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,25 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _warn(msg: str) -> None:
-    print(f"tinycc-nn: warning: {msg}", file=sys.stderr)
+    print(f"tinycc-nn: warning: {one_line(msg)}", file=sys.stderr)
+
+
+_LINE_BREAKING = {"Cc", "Cf", "Zl", "Zp"}
+
+
+def one_line(text: str) -> str:
+    """`text` with control characters (newlines, ANSI escapes, bidi overrides) escaped, so
+    a node name cannot break the one-line message or drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(repr(ch)[1:-1] if unicodedata.category(ch) in _LINE_BREAKING else ch
+                   for ch in text)
+
+
+def _message(e: TinyccError) -> str:
+    """One line, or a parse error's location line plus its source and caret lines."""
+    return "\n".join(one_line(ln) for ln in str(e).split("\n")) if getattr(e, "caret", False) \
+        else one_line(str(e))
 
 
 def _options(args) -> dict:
@@ -121,6 +140,9 @@ def _load_inputs(path, limit):
         raise TinyccError(f"{path}: not a .npy array ({why})") from None
     if not isinstance(x, np.ndarray) or x.ndim < 1:
         raise TinyccError(f"{path}: need an array with a leading batch dimension")
+    if x.dtype.kind not in "biuf":
+        raise TinyccError(f"{path}: holds {x.dtype} values; the inputs are real numbers "
+                          "(float32, or integers for an integer input)")
     if limit is not None:
         if limit < 1:
             raise TinyccError("--limit must be at least 1")
@@ -231,16 +253,17 @@ def main(argv=None) -> int:
             raise TinyccError(f"no command; {parser.format_usage().strip()} "
                               "(tinycc-nn COMMAND --help for each)")
         args = parser.parse_args(argv)
-        return args.func(args)
+        with np.errstate(all="ignore"):     # float32 overflow etc. are onnxruntime's semantics
+            return args.func(args)
     except TinyccError as e:
-        print(f"tinycc-nn: error: {e}", file=sys.stderr)
+        print(f"tinycc-nn: error: {_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # a bug: say so in one line; TINYCC_NN_DEBUG=1 shows the traceback
         if os.environ.get("TINYCC_NN_DEBUG"):
             raise
-        print(f"tinycc-nn: internal error: {type(e).__name__}: {e} "
+        print(f"tinycc-nn: internal error: {type(e).__name__}: {one_line(str(e))} "
               "(set TINYCC_NN_DEBUG=1 for the traceback)", file=sys.stderr)
         return 3
 

@@ -60,7 +60,9 @@ class _Values(lark.Transformer):
 
 def _caret(text: str, filename: str, line: int, col: int, msg: str) -> TinyccError:
     src = text.splitlines()[line - 1] if 0 < line <= len(text.splitlines()) else ""
-    return TinyccError(f"{filename}:{line}:{col}: {msg}\n  {src}\n  {' ' * (col - 1)}^")
+    err = TinyccError(f"{filename}:{line}:{col}: {msg}\n  {src}\n  {' ' * (col - 1)}^")
+    err.caret = True        # three lines on purpose: the location, the source, the caret
+    return err
 
 
 def parse(text: str, filename: str = "<tir>") -> Graph:
