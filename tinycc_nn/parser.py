@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import TinyccError
 from .ir import Graph, TensorType
+from .limits import MAX_INT_BITS, too_many_values
 
 
 @lru_cache(maxsize=1)
@@ -67,6 +68,13 @@ def _caret(text: str, filename: str, line: int, col: int, msg: str) -> TinyccErr
 
 def parse(text: str, filename: str = "<tir>") -> Graph:
     try:
+        return _parse(text, filename)
+    except RecursionError:      # lark's tree walk recurses once per nesting level
+        raise TinyccError(f"{filename}: values nested too deeply to read") from None
+
+
+def _parse(text: str, filename: str) -> Graph:
+    try:
         tree = _parser().parse(text)
     except lark.exceptions.UnexpectedInput as e:
         if isinstance(e, lark.exceptions.UnexpectedEOF) or (
@@ -103,7 +111,7 @@ def _add_stmt(graph: Graph, stmt, text: str, filename: str) -> None:
                 if attr is not None:
                     attrs[str(attr.children[0])] = attr.children[1]
         elif isinstance(item, lark.Tree) and item.data == "type":
-            type_ = _type(item)
+            type_ = _type(item, text, filename)
     for tok in operands:
         if tok[1:] not in graph.g:
             raise _caret(text, filename, tok.line, tok.column, f"{tok} is used before it is defined")
@@ -114,10 +122,20 @@ def _add_stmt(graph: Graph, stmt, text: str, filename: str) -> None:
     graph.add(name, str(op_tok), [str(t)[1:] for t in operands], attrs, type_)
 
 
-def _type(tree) -> TensorType:
+def _type(tree, text: str, filename: str) -> TensorType:
     typename, *dims, lo, hi = tree.children
+    bits = int(typename[1:])
+    if not 1 <= bits <= MAX_INT_BITS:
+        raise _caret(text, filename, typename.line, typename.column,
+                     f"type {typename}: widths are 1 to {MAX_INT_BITS} bits")
     dims = [int(d) for d in dims if d is not None]
-    return TensorType(typename[0] == "i", int(typename[1:]), tuple(dims), int(lo), int(hi))
+    count = 1
+    for d in dims:
+        count *= d
+    refusal = too_many_values(count, f"type {typename}{dims}")
+    if refusal:
+        raise _caret(text, filename, typename.line, typename.column, refusal)
+    return TensorType(typename[0] == "i", bits, tuple(dims), int(lo), int(hi))
 
 
 def parse_file(path) -> Graph:
@@ -126,4 +144,7 @@ def parse_file(path) -> Graph:
             text = f.read()
     except OSError as e:
         raise TinyccError(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise TinyccError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                          f"{e.start}); a .tir file is what `tinycc-nn ir` prints") from None
     return parse(text, str(path))

@@ -12,21 +12,64 @@ import onnx
 
 from ..errors import TinyccError
 from ..ir import Graph, verify
+from ..limits import LARGEST_PART, MAX_MODEL_BYTES, too_many_values
 from .importer import Importer
 
 MIN_OPSET = 13
 
 
 def read_model(source) -> onnx.ModelProto:
+    """The model at `source`, its size checked before it is read and its external data
+    (tensors in files beside it) loaded only from inside its folder."""
     if isinstance(source, onnx.ModelProto):
         return source
     path = os.fspath(source)
     try:
-        return onnx.load(path)
+        size = os.path.getsize(path)
     except FileNotFoundError:
         raise TinyccError(f"{path}: no such file") from None
+    except OSError as e:
+        raise TinyccError(f"{path}: cannot read: {e.strerror}") from None
+    if size > MAX_MODEL_BYTES:
+        raise TinyccError(f"{path}: {size} bytes; tinycc-nn reads models of at most "
+                          f"{MAX_MODEL_BYTES} bytes ({LARGEST_PART})")
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except IsADirectoryError:
+        raise TinyccError(f"{path}: is a folder, not an ONNX model") from None
     except Exception as e:  # protobuf's DecodeError and friends
         raise TinyccError(f"{path}: not an ONNX model ({type(e).__name__})") from None
+    _load_external_data(model, path, size)
+    return model
+
+
+def _load_external_data(model: onnx.ModelProto, path: str, size: int) -> None:
+    folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    total = size
+    for tensor in onnx.external_data_helper._get_all_tensors(model):
+        if not onnx.external_data_helper.uses_external_data(tensor):
+            continue
+        info = {e.key: e.value for e in tensor.external_data}
+        location = info.get("location", "")
+        where = os.path.realpath(os.path.join(folder, location))
+        if os.path.isabs(location) or os.path.commonpath([folder, where]) != folder:
+            raise TinyccError(f"{path}: tensor '{tensor.name}' keeps its data in {location!r}, "
+                              "outside the model's folder; move the file beside the model")
+        if not os.path.isfile(where):
+            raise TinyccError(f"{path}: tensor '{tensor.name}' keeps its data in {location!r}, "
+                              "which does not exist beside the model")
+        try:
+            total += int(info.get("length") or os.path.getsize(where))
+        except ValueError:
+            raise TinyccError(f"{path}: tensor '{tensor.name}': bad external data length") from None
+        if total > MAX_MODEL_BYTES:
+            raise TinyccError(f"{path}: more than {MAX_MODEL_BYTES} bytes with its external data; "
+                              f"too large for any part ({LARGEST_PART})")
+    try:
+        onnx.load_external_data_for_model(model, folder)
+    except Exception as e:
+        raise TinyccError(f"{path}: cannot read its external data ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''})") from None
 
 
 def load_onnx(source, warn=None) -> Graph:
@@ -50,9 +93,27 @@ def load_onnx(source, warn=None) -> Graph:
     except Exception as e:  # InferenceError, and ValueError for broken files
         first = str(e).strip().splitlines()[0]
         raise TinyccError(f"{label}: ONNX shape inference: {first}") from None
+    _check_sizes(model, label)
     graph = Importer(model, warn or (lambda msg: None)).run()
     verify(graph)
     return graph
+
+
+def _check_sizes(model: onnx.ModelProto, label) -> None:
+    """Refuse a tensor no part can hold (an input of [N, 1e9], a folded constant of
+    shape [1e12]) from its declared or inferred shape, before anything is allocated."""
+    g = model.graph
+    declared = [(vi.name, [d.dim_value if d.HasField("dim_value") else d.dim_param or "?"
+                           for d in vi.type.tensor_type.shape.dim])
+                for vi in [*g.input, *g.value_info, *g.output]]
+    declared += [(t.name, list(t.dims)) for t in g.initializer]
+    for name, dims in declared:
+        count = 1
+        for d in dims:
+            count *= d if isinstance(d, int) else 1
+        refusal = too_many_values(count, f"{label}: tensor '{name}' of shape {dims}")
+        if refusal:
+            raise TinyccError(refusal)
 
 
 def _topologically_sorted(model: onnx.ModelProto) -> onnx.ModelProto:
