@@ -16,6 +16,7 @@ from tinycc_nn import backend as backend_mod
 from tinycc_nn.backends.python import PythonBackend, PythonProgram
 from tinycc_nn.cli import main
 
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PASSES = ["import", "fuse-dense", "lower-elementwise", "pack-weights", "plan-ram"]
 REPORT_KEYS = {"target", "rom_used", "rom_capacity", "rom_unit", "ram_used", "ram_capacity",
                "cycles_per_inference"}
@@ -427,3 +428,53 @@ def test_inputs_that_are_not_real_numbers(work, capsys, values):
     np.save("xw.npy", values)
     line = run_error(capsys, "verify", "m.onnx", "-t", "python", "--inputs", "xw.npy")
     assert f"xw.npy: holds {values.dtype} values" in line
+
+
+# tools that are missing, targets that cannot run ---------------------------------------------
+
+class _NoLoadBackend(PythonBackend):
+    """A plugin as its README allows: emit() only, no load()."""
+    name = "noload"
+    load = backend_mod.Backend.load
+
+
+def test_verify_on_a_target_without_load(work, capsys, monkeypatch):
+    targets = dict(backend_mod.available_targets())
+    targets["noload"] = _EntryPoint(_NoLoadBackend)
+    monkeypatch.setattr(backend_mod, "available_targets", lambda: targets)
+    run_ok(capsys, "compile", "m.onnx", "-t", "noload", "-o", "o")
+    line = run_error(capsys, "verify", "m.onnx", "-t", "noload", "--inputs", "x.npy")
+    assert "target 'noload' cannot run its programs" in line
+
+
+def test_host_executor_without_gcc(work, capsys, monkeypatch):
+    import shutil
+    which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "gcc" else which(name, *a, **k))
+    line = run_error(capsys, "verify", "m.onnx", "-t", "ch32v003", "--option", "executor=host",
+                     "--inputs", "x.npy", "--limit", "2")
+    assert "ch32v003: --option executor=host: gcc not found on PATH" in line
+
+
+def test_without_the_riscv_compiler_the_summary_says_what_was_not_measured(work, capsys, monkeypatch):
+    from tinycc_nn.backends.ch32v003 import firmware
+    monkeypatch.setattr(firmware, "have_cross_compiler", lambda: False)
+    out, err = run_ok(capsys, "compile", "m.onnx", "-t", "ch32v003", "-o", "o")
+    assert "None" not in out and "ROM" not in out
+    assert "not installed: C files written, flash/RAM/cycles not measured" in err
+
+
+def test_without_sdcc_the_message_names_sdaspdk13(work, capsys, monkeypatch):
+    from tinycc_nn.backends.pdk import sdas
+    monkeypatch.setattr(sdas, "available", lambda core="pdk13": False)
+    line = run_error(capsys, "verify", "m.onnx", "-t", "pms150c", "--inputs", "x.npy", "--limit", "1")
+    assert "running needs sdaspdk13 and sdldpdk" in line
+
+
+def test_an_option_that_cannot_apply_is_reported(work, capsys):
+    # the 8x8 example's layers cannot share reads on the PFS154: the option was silently dropped
+    model = str(EXAMPLES / "mnist8x8" / "model.onnx")
+    _, err = run_ok(capsys, "compile", model, "-t", "pfs154", "-o", "o", "--option", "reads_shared_by=4")
+    assert json.loads((work / "o" / "report.json").read_text())["reads_shared_by"] == 1
+    assert err == ("tinycc-nn: warning: --option reads_shared_by=4 could not apply to this model "
+                   "on pfs154; the program has reads_shared_by=1\n")

@@ -47,8 +47,10 @@ class Backend:
         """Return (files: dict name -> str|bytes, report: dict)."""
         raise NotImplementedError
 
-    def load(self, artifact) -> Program:  # pragma: no cover - interface
-        raise NotImplementedError
+    def load(self, artifact) -> Program:
+        """Optional: a backend without it compiles, but cannot run (verify, run)."""
+        raise TinyccError(f"target '{self.name}' cannot run its programs (its backend has no "
+                          "load()); `compile` works, `verify` and `run` need a target that runs")
 
 
 @lru_cache(maxsize=1)

@@ -92,6 +92,7 @@ def _compile(args, **extra):
         passes = pipeline_for(art.backend, art.options)
         for name in dump[1]:
             check_pass_name(name, passes, "--dump-ir")
+    _warn_unapplied_options(args, art)
     return art
 
 
@@ -104,13 +105,26 @@ def cmd_compile(args) -> int:
     art.write(out)
     files = [*art.files, "report.json"]
     r = art.report
-    rom = f"{r['rom_used']}" + (f"/{r['rom_capacity']}" if r.get("rom_capacity") else "")
-    ram = f"{r['ram_used']}" + (f"/{r['ram_capacity']}" if r.get("ram_capacity") else "")
-    print(f"{args.target}: wrote {', '.join(sorted(files))} to {out}/ "
-          f"(ROM {rom} {r['rom_unit']}, RAM {ram} bytes"
-          + (f", {r['cycles_per_inference']} cycles/inference" if r.get("cycles_per_inference") else "")
-          + ")")
+    sizes = []
+    for what, unit in (("rom", r["rom_unit"]), ("ram", "bytes")):
+        if r.get(f"{what}_used") is not None:
+            cap = f"/{r[f'{what}_capacity']}" if r.get(f"{what}_capacity") else ""
+            sizes.append(f"{what.upper()} {r[f'{what}_used']}{cap} {unit}")
+    if r.get("cycles_per_inference"):
+        sizes.append(f"{r['cycles_per_inference']} cycles/inference")
+    summary = f" ({', '.join(sizes)})" if sizes else ""
+    print(f"{args.target}: wrote {', '.join(sorted(files))} to {out}/{summary}")
+    if r.get("note"):            # what was not measured, and why
+        _warn(f"{args.target}: {r['note']}")
     return 0
+
+
+def _warn_unapplied_options(args, art) -> None:
+    """An --option the report shows with another value could not apply: say so."""
+    for key, value in _options(args).items():
+        if key in art.report and key != "opt" and art.report[key] != value:
+            _warn(f"--option {key}={value} could not apply to this model on {args.target}; "
+                  f"the program has {key}={art.report[key]}")
 
 
 def cmd_ir(args) -> int:

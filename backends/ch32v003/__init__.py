@@ -14,6 +14,7 @@ no counts, but whole test sets in a second.
 """
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -74,11 +75,17 @@ class HostProgram(Program):
     """model.c compiled with the host gcc (hostbuild.py): the fast path for test sets."""
 
     def __init__(self, graph, files: dict):
-        from .hostbuild import HostModel
+        from .hostbuild import HostBuildError, HostModel
         self.outputs = _Outputs(graph)
         with tempfile.TemporaryDirectory(prefix="tinycc-nn-ch32v003-host-") as tmp:
             source = firmware.write_sources(files, Path(tmp))
-            self.model = HostModel([source], [source.parent])
+            try:
+                self.model = HostModel([source], [source.parent])
+            except HostBuildError as e:
+                if shutil.which("gcc"):     # gcc refused model.c: that is a bug of ours
+                    raise
+                raise TinyccError(f"ch32v003: --option executor=host: {str(e).splitlines()[0]}; "
+                                  "or leave the option out to run on the emulator") from None
 
     def run(self, xq):
         m = self.model

@@ -273,7 +273,7 @@ class PdkBackend(Backend):
 
     def load(self, artifact):
         if getattr(artifact, "assembly", None) is None:
-            raise TinyccError(f"{self.name}: running needs sdas{self.core[3:]} and sdldpdk "
+            raise TinyccError(f"{self.name}: running needs {sdas.assembler(self.core)} and sdldpdk "
                               "(Debian package sdcc)")
         return PdkProgram(artifact, self)
 
