@@ -15,6 +15,8 @@ from ..ir import channel_range
 from .values import Act, Const, is_pow2
 
 EXACT_LIMIT = 1 << 24
+TINIEST = 2.0 ** -149          # float32's smallest denormal
+LARGEST = 2.0 ** 128           # every float32 below it with 24 significant bits is exact
 
 
 def integerize(imp, act: Act, where: str):
@@ -114,6 +116,7 @@ def emit_matmul(imp, x: Act, w: Const, rows: np.ndarray, out_shape, where: str, 
             raise TinyccError(f"{where}: bias is not on the accumulator grid (scale_x * scale_w); "
                               "quantize it to int32 with DequantizeLinear(scale = scale_x * scale_w)")
         acc_bias = acc_bias + b.astype(np.int64)
+    _check_float32_range(imp, ir_x, offset, unit, ints, units, alpha, acc_bias, where)
     wname = imp.emit_const(w.dq_node or name + ".w", weights)
     acc = imp.emit("matmul", name, [ir_x, wname], {})
     if acc_bias.any():
@@ -127,6 +130,36 @@ def emit_matmul(imp, x: Act, w: Const, rows: np.ndarray, out_shape, where: str, 
     units_attr = float(out_units[0]) if (out_units == out_units[0]).all() else out_units.tolist()
     index = np.arange(ints.shape[1]).reshape(out_shape)
     return Act(acc, index, "float32", [["dequantize", units_attr, 0]])
+
+
+def _check_float32_range(imp, ir_x, offset, unit, ints, units, alpha, acc_bias, where):
+    """Refuse scales whose float32 products or sums leave float32's exact range.
+
+    The exactness argument above holds for integers times powers of two that float32
+    represents: the accumulator unit must be at least the smallest denormal, 2^-149
+    (below it onnxruntime's products round to a denormal or to zero), and every value
+    on the way (dequantized inputs and weights, products, partial sums, the bias) must
+    stay below 2^128 (above it onnxruntime computes inf, and inf - inf = NaN)."""
+    steps = [("the products' scale", unit * units)]
+    if alpha != 1.0:
+        steps.append(("the scale after alpha", unit * units * alpha))
+    for what, scale in steps:
+        low = float(np.min(scale))
+        if low < TINIEST:
+            raise TinyccError(f"{where}: {what} is 2^{int(np.log2(low))} (input {unit} x weight "
+                              f"{_show(units)}), below float32's smallest denormal 2^-149; "
+                              "onnxruntime's products round there, so no integer program can "
+                              "match them bit-exactly")
+    rlo, rhi = channel_range(imp.ir, ir_x)
+    xmax = int(max(np.abs(rlo).max(), np.abs(rhi).max())) + int(np.abs(offset).max(initial=0))
+    wmax = np.abs(ints).max(axis=0, initial=0)
+    sums = xmax * np.abs(ints).sum(axis=0) + np.abs(acc_bias)
+    worst = max(float(xmax * unit), float((wmax * units).max(initial=0)),
+                float((sums * unit * units * max(alpha, 1.0)).max(initial=0)))
+    if worst >= LARGEST:
+        raise TinyccError(f"{where}: float32 values can reach {worst:.3g} (input scale {unit}, "
+                          f"weight scale {_show(units)}), beyond float32's range; onnxruntime "
+                          "computes inf or NaN there, which no integer program reproduces")
 
 
 def gemm_like_shape(x: Act, k: int, where: str, column: bool) -> np.ndarray:
