@@ -478,3 +478,28 @@ def test_an_option_that_cannot_apply_is_reported(work, capsys):
     assert json.loads((work / "o" / "report.json").read_text())["reads_shared_by"] == 1
     assert err == ("tinycc-nn: warning: --option reads_shared_by=4 could not apply to this model "
                    "on pfs154; the program has reads_shared_by=1\n")
+
+
+# progress on a terminal only --------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, bar", [
+    (["verify", "m.onnx", "-t", "python", "--inputs", "x.npy"], True),
+    (["run", "m.onnx", "-t", "python", "--inputs", "x.npy", "-o", "y.npz"], True),
+    (["verify", "m.onnx", "-t", "python", "--inputs", "x.npy", "--json"], False),
+])
+def test_a_progress_bar_on_a_terminal(work, capsys, monkeypatch, argv, bar):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    out, err = run_ok(capsys, *argv)
+    assert ("/30 [" in err) == bar
+    assert ("python: verify:" in err or "python: run:" in err) == bar
+    if "--json" in argv:
+        assert json.loads(out)["mismatches"] == 0
+    if "run" in argv:
+        with np.load("y.npz") as z:
+            want = tinycc_nn.compile("m.onnx", "python").run(np.load("x.npy"))
+            assert all(np.array_equal(z[k], want[k]) for k in want)
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(work, capsys):
+    _, err = run_ok(capsys, "verify", "m.onnx", "-t", "python", "--inputs", "x.npy")
+    assert err == ""

@@ -42,9 +42,23 @@ class Artifact:
             self._program = self.backend.load(self)
         return self._program
 
-    def run_quantized(self, xq):
-        """Integer outputs and stats for quantized inputs [n, F]."""
-        return self.program().run(np.asarray(xq, np.int64))
+    def run_quantized(self, xq, progress=None):
+        """Integer outputs and stats for quantized inputs [n, F].  With `progress` (e.g. a
+        tqdm bar) the inputs run in about a hundred slices, progress.update(k) after each."""
+        xq = np.asarray(xq, np.int64)
+        if progress is None or len(xq) < 2:
+            values, stats = self.program().run(xq)
+            if progress is not None:
+                progress.update(len(xq))
+            return values, stats
+        step = max(1, -(-len(xq) // 100))
+        parts = []
+        for start in range(0, len(xq), step):
+            parts.append(self.program().run(xq[start:start + step]))
+            progress.update(len(parts[-1][0][0]) if parts[-1][0] else step)
+        values = [np.concatenate([p[0][k] for p in parts]) for k in range(len(parts[0][0]))]
+        stats = {k: np.concatenate([np.asarray(p[1][k]) for p in parts]) for k in parts[0][1]}
+        return values, stats
 
     def quantize_inputs(self, x) -> np.ndarray:
         inp = self.graph.inputs()[0]
@@ -53,9 +67,10 @@ class Artifact:
         except ValueError as e:
             raise TinyccError(str(e)) from None
 
-    def run(self, x, with_stats: bool = False):
-        """ONNX outputs {name: [n, ...]} for float inputs x [n, ...]."""
-        values, stats = self.run_quantized(self.quantize_inputs(x))
+    def run(self, x, with_stats: bool = False, progress=None):
+        """ONNX outputs {name: [n, ...]} for float inputs x [n, ...] (progress: see
+        run_quantized)."""
+        values, stats = self.run_quantized(self.quantize_inputs(x), progress)
         outs = {}
         for node, v in zip(self.graph.outputs(), values):
             attrs = self.graph.attrs(node)

@@ -6,6 +6,7 @@ no traceback, no half-written output), 3 internal error (a bug in tinycc-nn).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -164,12 +165,25 @@ def _load_inputs(path, limit):
     return x
 
 
+def _progress(args, n: int, what: str):
+    """A tqdm bar on stderr while inputs run, when stderr is a terminal and no --json;
+    it clears itself when done, leaving the one summary line."""
+    if getattr(args, "json", False) or n < 2 or not sys.stderr.isatty():
+        return contextlib.nullcontext(None)
+    from tqdm import tqdm
+    return tqdm(total=n, desc=f"{args.target}: {what}", unit="input", leave=False,
+                file=sys.stderr, dynamic_ncols=True)
+
+
 def _reference(args, art, x):
     """onnxruntime for .onnx models; the python reference backend for .tir files."""
     from .verify import compare, verify_artifact, VerifyResult
     if not str(args.model).endswith(".tir"):
-        return verify_artifact(art, args.model, x, optimized_ort=args.ort_optimized)
-    ours, stats = art.run(x, with_stats=True)
+        with _progress(args, len(x), "verify") as bar:
+            return verify_artifact(art, args.model, x, optimized_ort=args.ort_optimized,
+                                   progress=bar)
+    with _progress(args, len(x), "verify") as bar:
+        ours, stats = art.run(x, with_stats=True, progress=bar)
     ref = compile_model(args.model, "python").run(x)
     bad, detail = compare(ours, ref)
     from .verify import _class_of
@@ -206,7 +220,8 @@ def cmd_run(args) -> int:
     out = check_file_target(args.output, (".npy", ".npz"))
     x = _load_inputs(args.inputs, args.limit)
     art = _compile(args)
-    outs = art.run(x)
+    with _progress(args, len(x), "run") as bar:
+        outs = art.run(x, progress=bar)
     if out.suffix == ".npz":
         write_file(out, lambda f: np.savez(f, **outs))
     else:

@@ -61,8 +61,9 @@ def compare(ours: dict, ref: dict) -> tuple:
     return bad, detail
 
 
-def verify_artifact(artifact, model_path, x, optimized_ort: bool = False) -> VerifyResult:
-    ours, stats = artifact.run(x, with_stats=True)
+def verify_artifact(artifact, model_path, x, optimized_ort: bool = False,
+                    progress=None) -> VerifyResult:
+    ours, stats = artifact.run(x, with_stats=True, progress=progress)
     inp = artifact.graph.attrs(artifact.graph.inputs()[0])
     ref = onnxruntime_outputs(model_path, x, inp, optimized=optimized_ort)
     bad, detail = compare(ours, ref)
