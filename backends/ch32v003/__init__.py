@@ -121,9 +121,13 @@ class Ch32v003Backend(Backend):
         out_bytes = cm.output_size * SIZEOF[cm.output_ctype]
         note = None
         if firmware.static_ram(cm, in_bytes, out_bytes) > firmware.RAM:
+            # a conv may pack its input one group at a time instead of all channels at once
+            cm = generate(graph, **settings, prepack=False)
+            note = "convolutions repack their input for every output channel (RAM)"
+        if firmware.static_ram(cm, in_bytes, out_bytes) > firmware.RAM:
             # the lookup tables take 512 bytes of RAM; the bit-serial kernel takes none
             # (if it does not fit either, DoesNotFit gives its smaller needs)
-            cm = generate(graph, **settings, tables=False)
+            cm = generate(graph, **settings, tables=False, prepack=False)
             note = "bit-serial kernels: the 512-byte lookup tables do not fit in RAM"
         firmware.check_static(cm, in_bytes, out_bytes)
         files = {"model.c": cm.model_c, "model.h": cm.model_h}

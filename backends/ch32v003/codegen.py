@@ -22,10 +22,17 @@ from dataclasses import dataclass
 
 from ... import ir
 from ...errors import TinyccError
+from ...ir.schedule import live_ranges, loop_plane_values, loops
 from ...passes.plan_ram import plan
+from .channels import channel_block
+from .conv import conv_scratch, emit_qconv
 from .csource import ARENA_VIEW, SIZEOF, CModule, narrow_ctype, storage_ctype
 from .kernels import PRELUDE
-from .layers import EMITTERS, Ctx, dense_scratch
+from .layers import EMITTERS, Ctx, dense_scratch, emit_requant_map
+from .pool import emit_maxpool, emit_sumpool
+
+MAP_EMITTERS = {"qconv": emit_qconv, "maxpool": emit_maxpool, "sumpool": emit_sumpool,
+                "requant": emit_requant_map}
 
 
 @dataclass
@@ -59,43 +66,61 @@ def _outputs(graph: ir.Graph):
     return (vectors[0] if vectors else None), (classes[0] if classes else None)
 
 
+def is_map_op(graph: ir.Graph, n: str) -> bool:
+    """Ops computed channel by channel (channels.py): window ops and requant on a map."""
+    op = graph.op(n)
+    return op in ("qconv", "maxpool", "sumpool") or (op == "requant" and len(graph.type(n).shape) == 3)
+
+
 def _check_ops(graph: ir.Graph) -> str:
     inputs = graph.inputs()
     if len(inputs) != 1:
         raise TinyccError(f"the ch32v003 target takes one input vector; this graph has {len(inputs)}")
     for n in graph.order():
         op = graph.op(n)
-        if op not in EMITTERS and op not in ("input", "const", "argmax", "output"):
+        if op not in EMITTERS and op not in MAP_EMITTERS and op not in ("input", "const", "argmax", "output"):
             raise TinyccError(f"%{n} = {op}: the ch32v003 target has no code for this op "
                               "(the pipeline fuses matmul/bias_add/clamp into dense and requant)")
     return inputs[0]
 
 
-def _arena(graph: ir.Graph, ctype: dict, direct: str | None, tables: bool):
-    """Offsets of every arena buffer ((node, 'value'|'tab'|'acc') -> offset) and the peak."""
+def _arena(graph: ir.Graph, ctype: dict, direct: str | None, tables: bool, prepack: bool):
+    """Offsets of every arena buffer ((node, 'value'|'tab'|'acc'|'packed') -> offset) and the
+    peak.  Lifetimes follow ir/schedule.py: a channel loop's inner values are one plane."""
     order = graph.order()
     pos = {n: i for i, n in enumerate(order)}
+    ranges, planes = live_ranges(graph), loop_plane_values(graph)
+    loop_end = {n: pos[chain[-1]] for chain in loops(graph).values() for n in chain}
     intervals = {}
     for n in order:
         op = graph.op(n)
         if op in ("const", "output", "argmax", "input"):
             continue
-        end = max((pos[u] for u in graph.users(n)), default=pos[n])
+        start, end = ranges[n]
+        t = graph.type(n)
+        count = t.size // t.channels if n in planes else t.size
         if n != direct:
-            intervals[(n, "value")] = (pos[n], end, _round4(graph.type(n).size * SIZEOF[ctype[n]]))
+            intervals[(n, "value")] = (start, end, _round4(count * SIZEOF[ctype[n]]))
         if op == "dense":
             for what, size in dense_scratch(graph, n, ctype, tables).items():
                 intervals[(n, what)] = (pos[n], pos[n], _round4(size))
+        if op == "qconv":
+            # a prepacked input lives through the node's whole channel loop
+            intervals[(n, "packed")] = (pos[n], loop_end.get(n, pos[n]) if prepack else pos[n],
+                                        conv_scratch(graph, n, prepack))
     keyed = {f"{n}\0{what}": v for (n, what), v in intervals.items()}
     offsets, peak = plan(keyed)
     return {tuple(k.split("\0")): off for k, off in offsets.items()}, peak
 
 
-def generate(graph: ir.Graph, unroll: int = 2, zero_skip: bool = True, tables: bool = True) -> CModel:
+def generate(graph: ir.Graph, unroll: int = 2, zero_skip: bool = True, tables: bool = True,
+             prepack: bool = True) -> CModel:
     """model.c and model.h for `graph` (after the common pipeline); `unroll` neurons per
     iteration of the table-lookup loops where it divides the layer width; `zero_skip`
     tests each group of 8 unsigned inputs for all zeros and skips it; `tables=False`
-    uses the bit-serial kernel everywhere (slower, but no 512-byte table in RAM)."""
+    uses the bit-serial kernel everywhere (slower, but no 512-byte table in RAM);
+    `prepack=False` packs a conv's input channels again for every output channel
+    (slower, but RAM for one group's packed channels instead of all of them)."""
     inp = _check_ops(graph)
     vector, argmax = _outputs(graph)
     ctype = {n: storage_ctype(graph.type(n), f"value %{n}") for n in graph.order()
@@ -107,7 +132,7 @@ def generate(graph: ir.Graph, unroll: int = 2, zero_skip: bool = True, tables: b
         t = graph.type(argmax)
         out_t, out_size = narrow_ctype(t.lo, t.hi), 1
     direct = vector if vector is not None and graph.op(vector) in EMITTERS else None
-    offsets, peak = _arena(graph, ctype, direct, tables)
+    offsets, peak = _arena(graph, ctype, direct, tables, prepack)
 
     ptr = {inp: "input"}
     for (n, what), off in offsets.items():
@@ -120,9 +145,20 @@ def generate(graph: ir.Graph, unroll: int = 2, zero_skip: bool = True, tables: b
               unroll=unroll, zero_skip=zero_skip, tables=tables)
 
     body = []
+    chains = loops(graph)
     for n in graph.order():
         op = graph.op(n)
-        if op in EMITTERS:
+        if is_map_op(graph, n):
+            name = graph.attrs(n).get("channel_loop")
+            chain = chains[name] if name is not None else [n]
+            if n != chain[0]:
+                continue
+            cops = [emit_qconv(ctx, m, prepack) if graph.op(m) == "qconv" else MAP_EMITTERS[graph.op(m)](ctx, m)
+                    for m in chain]
+            block = channel_block(cops, ptr[graph.operands(n)[0]], ptr[chain[-1]],
+                                  [ptr[m] for m in chain[:-1]])
+            body.append(block.replace("\n", "\n    "))
+        elif op in EMITTERS:
             body += EMITTERS[op](ctx, n)
     if vector is not None and direct is None:       # the output is the input itself
         body.append(f"for (int i = 0; i < {out_size}; i++)\n        output[i] = ({out_t}){ptr[vector]}[i];")

@@ -56,19 +56,21 @@ def _wide_acc(graph, node) -> bool:
     return not fits(lo.min(), hi.max())
 
 
-def _channel_values(mod: CModule, name: str, values, comment: str) -> str:
-    """A per-channel constant as a literal (all equal) or an array element `name[j]`."""
+def _channel_values(mod: CModule, name: str, values, comment: str, chan: str = "j") -> str:
+    """A per-channel constant as a literal (all equal) or an array element `name[chan]`."""
     values = np.asarray(values, np.int64)
     if (values == values[0]).all():
         return lit(values[0])
-    return f"{mod.array(name, values, comment)}[j]"
+    return f"{mod.array(name, values, comment)}[{chan}]"
 
 
 def epilogue(ctx: Ctx, cn: str, src: str, src_lo, src_hi, attrs: dict, n: int, yt: str,
-             fold_rnd: bool) -> list:
+             fold_rnd: bool, chan: str = "j", store: str = "y[j] = ({yt})q;") -> list:
     """Statements for y[j] = clamp(round((src * mult + rnd) / 2^shift)) inside a loop over j.
 
-    `src` is an int32_t/int64_t C expression whose per-channel range is [src_lo, src_hi].
+    `src` is an int32_t/int64_t C expression whose per-channel range is [src_lo, src_hi];
+    per-channel constants are indexed by `chan`; `store` is the last statement ({yt}
+    stands for the result type, q holds the result).
     """
     mod = ctx.module
     m = ir.per_channel(attrs["mult"], n)
@@ -81,7 +83,7 @@ def epilogue(ctx: Ctx, cn: str, src: str, src_lo, src_hi, attrs: dict, n: int, y
             or int(s.max()) >= 31)
     st, ut = ("int64_t", "uint64_t") if wide else ("int32_t", "uint32_t")
     lines = []
-    rnd = _channel_values(mod, f"nn_rnd_{cn}", r, f"%{cn} rounding constants") if r.any() else None
+    rnd = _channel_values(mod, f"nn_rnd_{cn}", r, f"%{cn} rounding constants", chan) if r.any() else None
     if (m == 1).all():
         lines.append(f"{st} t = ({st})({src})" + (f" + {rnd};" if rnd else ";"))
     elif not m.any():           # every channel constant: t = rnd
@@ -92,7 +94,7 @@ def epilogue(ctx: Ctx, cn: str, src: str, src_lo, src_hi, attrs: dict, n: int, y
             prod = K.mul_const("u", int(m[0]), ut)
         else:
             mult = mod.array(f"nn_mult_{cn}", m, f"%{cn} per-channel multipliers", "uint32_t")
-            prod = f"{mod.kernel(K.mul_runtime_name(wide), K.mul_runtime_source(wide))}(u, {mult}[j])"
+            prod = f"{mod.kernel(K.mul_runtime_name(wide), K.mul_runtime_source(wide))}(u, {mult}[{chan}])"
         lines.append(f"{st} t = ({st})({prod}" + (f" + ({ut})({st}){rnd});" if rnd else ");"))
     if (s == s[0]).all():
         k = int(s[0])
@@ -105,13 +107,13 @@ def epilogue(ctx: Ctx, cn: str, src: str, src_lo, src_hi, attrs: dict, n: int, y
     else:
         shifts = mod.array(f"nn_shift_{cn}", s, f"%{cn} per-channel shifts", "uint8_t")
         fn = mod.kernel(K.round_shift_name(rounding, wide), K.round_shift_source(rounding, wide))
-        q = f"{fn}(t, {shifts}[j])"
+        q = f"{fn}(t, {shifts}[{chan}])"
     lines.append(f"{st} q = {q};")
     if attrs["lo"] is not None:
         lines.append(f"if (q < {lit(attrs['lo'])})\n    q = {lit(attrs['lo'])};")
     if attrs["hi"] is not None:
         lines.append(f"if (q > {lit(attrs['hi'])})\n    q = {lit(attrs['hi'])};")
-    lines.append(f"y[j] = ({yt})q;")
+    lines.append(store.format(yt=yt))
     return lines
 
 
@@ -260,6 +262,26 @@ def emit_requant(ctx: Ctx, node: str) -> list:
                          f"static void nn_{cn}(const {ARENA_VIEW[xt]} *x, {ARENA_VIEW[yt]} *y)\n{{\n"
                          f"    for (int j = 0; j < {n}; j++) {{\n" + _indent(lines, 8) + "\n    }\n}\n")
     return [f"nn_{cn}({ctx.ptr[x]}, {ctx.ptr[node]});"]
+
+
+def emit_requant_map(ctx: Ctx, node: str):
+    """requant on a [C, H, W] map: channel c's constants over its plane (a ChannelOp)."""
+    from .channels import ChannelOp
+    g = ctx.graph
+    (x,) = g.operands(node)
+    cn = c_name(node)
+    c, h, w = g.type(node).shape
+    xt, yt = ctx.ctype[x], ctx.ctype[node]
+    lo, hi = ir.channel_range(g, x)
+    wide = not fits(lo.min(), hi.max())
+    lines = epilogue(ctx, cn, f"({'int64_t' if wide else 'int32_t'})x[i]", lo, hi, g.attrs(node),
+                     c, yt, fold_rnd=False, chan="c", store="y[i] = ({yt})q;")
+    ctx.module.functions.append(
+        f"/* %{node} = requant(%{x}) on a {c}x{h}x{w} map, {xt} in, {yt} out; one channel */\n"
+        f"static void nn_{cn}(const {ARENA_VIEW[xt]} *x, {ARENA_VIEW[yt]} *y, int c)\n{{\n    (void)c;\n"
+        f"    for (int i = 0; i < {h * w}; i++) {{\n" + _indent(lines, 8) + "\n    }\n}\n")
+    ctx.notes[node] = "requant: one plane per call"
+    return ChannelOp(node, f"nn_{cn}", c, h * w, h * w, ARENA_VIEW[xt], ARENA_VIEW[yt], group_in=0)
 
 
 EMITTERS = {"dense": emit_dense, "requant": emit_requant}
