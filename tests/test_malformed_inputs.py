@@ -199,3 +199,50 @@ def test_malformed_tir(tmp_path, capsys, case):
     assert code == 2, err
     assert err.startswith(f"tinycc-nn: error: {path}")
     assert "Traceback" not in err and not (tmp_path / "o").exists()
+
+
+# under a memory limit: what exhausted memory now compiles or is refused ---------------------------
+
+def _int16_multiplier_model():
+    # an int16 output finer than the accumulator unit needs a multiplier over 65535 levels:
+    # the fit allocated levels x levels (32 GiB) and died with exit 3
+    net = Net()
+    xq = net.quant(net.input("x", ["N", 1]), 2 ** -1, dtype="int16")
+    w = net.add("DequantizeLinear", [net.const(np.array([[3]], np.int8), "w"), net.const(f32(0.25), "ws")])
+    net.output(net.quant(net.add("MatMul", [xq, w]), 2 ** -4, dtype="int16"), ["N", 1])
+    return net.model()
+
+
+_LIMITED = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+from tinycc_nn.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("case, code", [("int16 multiplier", 0), ("huge input", 2),
+                                        ("huge ConstantOfShape", 2), ("tir i8[1e12]", 2),
+                                        ("big file", 2)])
+def test_under_a_memory_limit(tmp_path, case, code):
+    import subprocess
+    import sys
+    if case == "int16 multiplier":
+        path = tmp_path / "m.onnx"
+        onnx.save(_int16_multiplier_model(), path)
+    elif case == "tir i8[1e12]":
+        path = tmp_path / "m.tir"
+        path.write_text('graph @g {\n  %x = input() {name = "x", dtype = "float32", shape = ["N", '
+                        '1000000000000], qdtype = "int8", scale = 0.5, zero_point = 0} : '
+                        'i8[1000000000000] -128..127\n}\n')
+    elif case == "big file":
+        path = tmp_path / "m.onnx"
+        with open(path, "wb") as f:
+            f.truncate(MAX_MODEL_BYTES * 2)
+    else:
+        path = tmp_path / "m.onnx"
+        path.write_bytes(MODELS[case])
+    r = subprocess.run([sys.executable, "-c", _LIMITED, "compile", str(path), "-t", "python",
+                        "-o", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == code, r.stderr
+    assert len(r.stderr.splitlines()) <= 1 + 2 * case.startswith("tir")
