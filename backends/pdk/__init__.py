@@ -200,9 +200,29 @@ class PdkBackend(Backend):
         zeros = np.zeros(graph.type(graph.inputs()[0]).size, np.int64)
         return self.program_of(graph, gen).run_one(zeros)
 
+    def rom_with_ram_to_spare(self, graph, options) -> int | None:
+        """Words of the `--opt size` program on a part with RAM to spare (the address
+        space of a byte), or None: what a RAM refusal adds about ROM."""
+        spec = self.spec(options)
+        try:
+            gen = Codegen(graph, self.core, CORES[self.core], spec.name, 256,
+                          harness=bool(options.get("harness", True)), opt="size", ways=1,
+                          seg_copies=True)
+            gen.emit()
+        except TinyccError:
+            return None
+        return gen.asm.words
+
     def emit(self, graph, options):
         spec = self.spec(options)
-        gen = self.codegen(graph, options)
+        try:
+            gen = self.codegen(graph, options)
+        except DoesNotFit as e:         # RAM: say whether the ROM would not fit either
+            words = self.rom_with_ram_to_spare(graph, options)
+            if words is not None and words > spec.usable_rom_words:
+                raise DoesNotFit(f"{e}; and ROM: needs about {words} words, has "
+                                 f"{spec.usable_rom_words}") from None
+            raise
         source = gen.source
         lay = gen.layout
         words = gen.asm.section_words
