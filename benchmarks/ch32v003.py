@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import qdq  # noqa: E402  (tests/qdq.py: hand-built QDQ models)
 
 import tinycc_nn  # noqa: E402
+from tinycc_nn.progress import progress_bar  # noqa: E402
 from tinycc_nn import datasets, ir  # noqa: E402
 from tinycc_nn.backends.ch32v003 import firmware, toolchain  # noqa: E402
 from tinycc_nn.backends.ch32v003.emulator import Ch32v003Emulator  # noqa: E402
@@ -153,7 +154,8 @@ def bench(name: str, size: int, widths, values: str, emulated: int, test_limit: 
     ref = onnxruntime_outputs(path, x, inp)
 
     sample = x[:emulated]
-    ours, stats = art.run(sample, with_stats=True)
+    with progress_bar(len(sample), f"{name} on the emulator") as bar:
+        ours, stats = art.run(sample, with_stats=True, progress=bar)
     bad_emu, _ = compare(ours, {k: v[:emulated] for k, v in ref.items()})
     t0 = time.time()
     full = host.run(x)

@@ -16,6 +16,7 @@ import numpy as np
 
 import tinycc_nn
 from tinycc_nn.errors import TinyccError
+from tinycc_nn.progress import progress_bar
 from tinycc_nn.reference import onnxruntime_outputs
 from tinycc_nn.verify import compare
 
@@ -48,7 +49,8 @@ def measure(model_path, target, opt, x, y, **options):
     except TinyccError as e:
         return {"target": target, "error": str(e)}
     t0 = time.perf_counter()
-    outs, stats = art.run(x, with_stats=True)
+    with progress_bar(len(x), f"{target} {opt}") as bar:
+        outs, stats = art.run(x, with_stats=True, progress=bar)
     seconds = time.perf_counter() - t0
     inp = art.graph.attrs(art.graph.inputs()[0])
     ref = onnxruntime_outputs(model_path, x, inp)

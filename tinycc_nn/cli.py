@@ -6,7 +6,6 @@ no traceback, no half-written output), 3 internal error (a bug in tinycc-nn).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -21,6 +20,7 @@ from .compiler import compile as compile_model
 from .errors import TinyccError
 from .outfiles import check_file_target, check_folder_target, write_file
 from .printer import print_graph
+from .progress import progress_bar
 
 
 class _Parser(argparse.ArgumentParser):
@@ -166,13 +166,8 @@ def _load_inputs(path, limit):
 
 
 def _progress(args, n: int, what: str):
-    """A tqdm bar on stderr while inputs run, when stderr is a terminal and no --json;
-    it clears itself when done, leaving the one summary line."""
-    if getattr(args, "json", False) or n < 2 or not sys.stderr.isatty():
-        return contextlib.nullcontext(None)
-    from tqdm import tqdm
-    return tqdm(total=n, desc=f"{args.target}: {what}", unit="input", leave=False,
-                file=sys.stderr, dynamic_ncols=True)
+    """A bar while the inputs run (on a terminal, not with --json), then the summary line."""
+    return progress_bar(n, f"{args.target}: {what}", enabled=not getattr(args, "json", False))
 
 
 def _reference(args, art, x):
