@@ -53,13 +53,12 @@ def _checked_input(xq, dtype, size) -> np.ndarray:
 class EmulatorProgram(Program):
     """The harness firmware in the unicorn emulator, one fresh run per input."""
 
-    def __init__(self, graph, elf: bytes):
-        from .emulator import Ch32v003Emulator
+    def __init__(self, graph, elf: bytes, part=firmware.CH32V003):
         self.outputs = _Outputs(graph)
         with tempfile.TemporaryDirectory(prefix="tinycc-nn-ch32v003-") as tmp:
             path = Path(tmp) / "firmware.elf"
             path.write_bytes(elf)
-            self.emulator = Ch32v003Emulator(path)
+            self.emulator = part.emulator(path)
 
     def run(self, xq):
         emu = self.emulator
@@ -101,6 +100,7 @@ class Ch32v003Backend(Backend):
     ram_capacity = firmware.RAM
     word_bits = 32
     has_multiply = False
+    part = firmware.CH32V003
     input_in_ram = False          # nn_infer reads the caller's input buffer
     options = {
         "opt": ("speed", "speed|size: size drops the two-neuron unrolling of the lookup loops "
@@ -116,20 +116,22 @@ class Ch32v003Backend(Backend):
         if executor not in ("emulator", "host"):
             raise TinyccError(f"ch32v003: executor must be emulator or host, not {executor!r}")
         settings = dict(unroll=2 if opt == "speed" else 1, zero_skip=opt == "speed")
+        settings["multiply"] = self.has_multiply
+        ram = self.part.ram
         cm = generate(graph, **settings)
         in_bytes = graph.type(graph.inputs()[0]).size * SIZEOF[cm.input_ctype]
         out_bytes = cm.output_size * SIZEOF[cm.output_ctype]
         note = None
-        if firmware.static_ram(cm, in_bytes, out_bytes) > firmware.RAM:
+        if firmware.static_ram(cm, in_bytes, out_bytes) > ram:
             # a conv may pack its input one group at a time instead of all channels at once
             cm = generate(graph, **settings, prepack=False)
             note = "convolutions repack their input for every output channel (RAM)"
-        if firmware.static_ram(cm, in_bytes, out_bytes) > firmware.RAM:
+        if firmware.static_ram(cm, in_bytes, out_bytes) > ram:
             # the lookup tables take 512 bytes of RAM; the bit-serial kernel takes none
             # (if it does not fit either, DoesNotFit gives its smaller needs)
             cm = generate(graph, **settings, tables=False, prepack=False)
             note = "bit-serial kernels: the 512-byte lookup tables do not fit in RAM"
-        firmware.check_static(cm, in_bytes, out_bytes)
+        firmware.check_static(cm, in_bytes, out_bytes, self.part)
         files = {"model.c": cm.model_c, "model.h": cm.model_h}
         report = {"rom_used": None, "ram_used": None, "cycles_per_inference": None,
                   "instructions_per_inference": None, "arena_bytes": cm.arena_bytes,
@@ -138,7 +140,7 @@ class Ch32v003Backend(Backend):
             report["kernel_note"] = note
         if firmware.have_cross_compiler():
             t = graph.type(graph.inputs()[0])
-            elf, measured = firmware.build_and_measure(files, (t.lo, t.hi))
+            elf, measured = firmware.build_and_measure(files, (t.lo, t.hi), self.part)
             files["firmware.elf"] = elf
             report.update(measured)
         else:
@@ -153,4 +155,16 @@ class Ch32v003Backend(Backend):
         if elf is None:
             raise TinyccError(f"ch32v003: no firmware to emulate ({firmware.toolchain.GCC} not "
                               "installed?); compile with executor='host' to run model.c on the host")
-        return EmulatorProgram(artifact.graph, elf)
+        return EmulatorProgram(artifact.graph, elf, self.part)
+
+
+class Ch32v002Backend(Ch32v003Backend):
+    """The same C for the WCH CH32V002 (QingKe V2C: RV32EC + Zmmul, 16 KB flash, 4 KB SRAM):
+    convolutions multiply weights from a table instead of dispatching per weight value,
+    and the emulator accepts the multiply instructions (and charges them)."""
+    name = "ch32v002"
+    description = "WCH CH32V002 (RV32EC + Zmmul, 16 KB flash, 4 KB RAM): C using the multiplier, emulator-checked"
+    rom_capacity = firmware.CH32V002.flash
+    ram_capacity = firmware.CH32V002.ram
+    has_multiply = True
+    part = firmware.CH32V002

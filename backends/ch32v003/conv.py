@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import zlib
+
 import numpy as np
 
 from ... import ir
@@ -35,6 +37,7 @@ from .layers import Ctx, _indent, epilogue
 
 MAX_BLOCK = 6          # accumulators in registers (RV32E: 12 allocatable, 6 for pointers and temporaries)
 MAX_OFFSETS = 72       # taps in one offset table; more input channels loop instead
+MAX_CASES = 24         # weight values with a case each; wider sets take two digits per weight
 INT16 = (-(1 << 15), (1 << 15) - 1)
 
 
@@ -56,8 +59,8 @@ class ConvGeometry:
     wo: int
     lanes: int          # pixels per packed word (2: 16-bit halves, 1: 32-bit)
     block: int          # output words per kernel call (accumulators)
-    vmin: int
-    vmax: int
+    values: tuple       # the weight values the kernel has a case for
+    digits: bool        # weights split into 16 * hi + lo (two taps each: wide value sets)
 
     @property
     def half(self) -> int:
@@ -92,7 +95,15 @@ class ConvGeometry:
 
     @property
     def taps(self) -> int:          # weight bytes per output channel
-        return self.cg * self.kh * self.kw
+        return self.cg * self.kh * self.kw * (2 if self.digits else 1)
+
+    def codes(self, w: np.ndarray) -> np.ndarray:
+        """[M, taps] case indices of the weights (lo digit then 16 * hi digit per tap)."""
+        w = np.asarray(w, np.int64).reshape(self.m, -1)
+        if self.digits:
+            lo = (w + 8) % 16 - 8
+            w = np.stack([lo, w - lo], axis=-1).reshape(self.m, -1)
+        return np.searchsorted(np.asarray(self.values), w)
 
 
 def _block_size(wo: int) -> int:
@@ -116,12 +127,20 @@ def geometry(graph: ir.Graph, node: str) -> ConvGeometry:
                           f"({conv_lo.min()}..{conv_hi.max()}); the ch32v003 target has no code for it")
     lanes = 2 if (fits(conv_lo.min(), conv_hi.max(), INT16) and fits(xlo.min(), xhi.max(), INT16)
                   and ho > 1) else 1
+    values = sorted({int(v) for v in w.ravel()})
+    digits = len(values) > MAX_CASES
+    if digits:
+        lo = (w + 8) % 16 - 8
+        values = sorted({int(v) for v in lo.ravel()} | {int(v) for v in (w - lo).ravel()})
     return ConvGeometry(cin, h, wd, m, cg, kh, kw, a["group"], *a["strides"], a["pads"][0],
-                        a["pads"][1], ho, wo, lanes, _block_size(wo), int(w.min()), int(w.max()))
+                        a["pads"][1], ho, wo, lanes, _block_size(wo), tuple(values), digits)
 
 
 def mac_name(g: ConvGeometry) -> str:
-    return f"nn_cmac_b{g.block}s{g.sw}_{g.vmin}_{g.vmax}".replace("-", "m")
+    vs = g.values
+    tag = (f"{vs[0]}_{vs[-1]}" if list(vs) == list(range(vs[0], vs[-1] + 1))
+           else f"{len(vs)}v{zlib.crc32(repr(vs).encode()):08x}")
+    return f"nn_cmac_b{g.block}s{g.sw}_{tag}".replace("-", "m")
 
 
 def mul_acc(acc: str, v: int) -> list:
@@ -141,7 +160,7 @@ def mac_source(g: ConvGeometry) -> str:
     taps by the deltas of `step`."""
     b, sw = g.block, g.sw
     cases = []
-    for k, v in enumerate(range(g.vmin, g.vmax + 1)):
+    for k, v in enumerate(g.values):
         if v == 0:
             cases.append(f"        case {k}:           /* 0 */\n            break;")
             continue
@@ -154,7 +173,7 @@ def mac_source(g: ConvGeometry) -> str:
     store = " ".join(f"acc[{i}] = a{i};" for i in range(b))
     return f"""\
 /* acc[i] += sum over the taps of w * q[{sw} * i], i < {b}; a tap is a weight byte
- * (w - ({g.vmin})) and a step of q.  Each case adds a constant multiple, no multiplier. */
+ * (the index of w in {{{", ".join(map(str, g.values[:6]))}{", ..." if len(g.values) > 6 else ""}}}) and a step of q.  Each case adds a constant multiple, no multiplier. */
 NN_HOT __attribute__((noinline)) static void {mac_name(g)}(const nn_u32a *q, const uint8_t *w,
     const uint8_t *end, const uint16_t *step, nn_u32a *acc)
 {{
@@ -168,6 +187,32 @@ NN_HOT __attribute__((noinline)) static void {mac_name(g)}(const nn_u32a *q, con
             __builtin_unreachable();
         }}
         (void)t;
+    }} while (w != end);
+    {store}
+}}
+"""
+
+
+def mul_name(g: ConvGeometry) -> str:
+    return f"nn_cmul_b{g.block}s{g.sw}"
+
+
+def mul_source(g: ConvGeometry) -> str:
+    """The same sums with the hardware multiplier: the weight byte is the weight."""
+    b, sw = g.block, g.sw
+    accs = ", ".join(f"a{i} = acc[{i}]" for i in range(b))
+    body = "\n".join(f"        a{i} += v * q[{i * sw}];" for i in range(b))
+    store = " ".join(f"acc[{i}] = a{i};" for i in range(b))
+    return f"""\
+/* acc[i] += sum over the taps of w * q[{sw} * i], i < {b}, with the multiplier (Zmmul). */
+NN_HOT __attribute__((noinline)) static void {mul_name(g)}(const nn_u32a *q, const int8_t *w,
+    const int8_t *end, const uint16_t *step, nn_u32a *acc)
+{{
+    uint32_t {accs};
+    do {{
+        q += *step++;
+        uint32_t v = (uint32_t)(int32_t)*w++;
+{body}
     }} while (w != end);
     {store}
 }}
@@ -223,6 +268,8 @@ def _steps(g: ConvGeometry) -> np.ndarray:
     chans = 1 if g.split_channels else g.cg
     ci, ky, kx = np.meshgrid(np.arange(chans), np.arange(g.kh), np.arange(g.kw), indexing="ij")
     offs = (ci * g.plane_words + ky * g.cols + kx).ravel()
+    if g.digits:
+        offs = np.repeat(offs, 2)
     return np.diff(offs, prepend=0)
 
 
@@ -234,11 +281,18 @@ def emit_qconv(ctx: Ctx, node: str, prepack: bool = True) -> ChannelOp:
     g = geometry(gr, node)
     cn = c_name(node)
     xt, yt = ctx.ctype[x], ctx.ctype[node]
-    codes = mod.array(f"nn_k_{cn}", (w - g.vmin).reshape(g.m, -1), f"%{node}: weight - ({g.vmin}) "
-                      f"per (output channel, input channel, ky, kx)", "uint8_t")
+    if ctx.multiply and w.min() >= -128 and w.max() <= 127:
+        g.digits = False
+        codes = mod.array(f"nn_k_{cn}", w.reshape(g.m, -1), f"%{node}: weights per (output channel, "
+                          "input channel, ky, kx)", "int8_t")
+        mac = mod.kernel(mul_name(g), mul_source(g))
+    else:
+        codes = mod.array(f"nn_k_{cn}", g.codes(w), f"%{node}: case of each weight"
+                          + (" (lo and 16 * hi digit)" if g.digits else "")
+                          + " per (output channel, input channel, ky, kx)", "uint8_t")
+        mac = mod.kernel(mac_name(g), mac_source(g))
     offs = mod.array(f"nn_o_{cn}", _steps(g), f"%{node}: packed words from one tap to the next",
                      "uint16_t")
-    mac = mod.kernel(mac_name(g), mac_source(g))
     pack = mod.kernel(f"nn_pack_{cn}", pack_source(ctx, node, g, xt, f"nn_pack_{cn}"))
     (lo, hi), (t_lo, t_hi) = ir.accumulator_range(gr, node)
     m_all = ir.per_channel(a["mult"], g.m)
@@ -264,11 +318,12 @@ def emit_qconv(ctx: Ctx, node: str, prepack: bool = True) -> ChannelOp:
         init_lines = ["uint32_t init = 0;", f"int32_t k0 = {kexpr};"]
         add_k = " + k0"
     taps = g.taps
+    wt = "int8_t" if mac.startswith("nn_cmul") else "uint8_t"
     wptr = f"{codes} + {K.mul_const('(uint32_t)c', taps)}" if g.m > 1 else codes
     b = g.block
-    per = g.kh * g.kw if g.split_channels else taps
+    per = g.kh * g.kw * (2 if g.digits else 1) if g.split_channels else taps
     if g.split_channels:
-        call = (f"const uint8_t *wk = w;\nconst nn_u32a *pk = pb;\n"
+        call = (f"const {wt} *wk = w;\nconst nn_u32a *pk = pb;\n"
                 f"for (int ci = 0; ci < {g.cg}; ci++, wk += {per}, pk += {g.plane_words})\n"
                 f"    {mac}(pk, wk, wk + {per}, {offs}, acc);")
     else:
@@ -289,15 +344,15 @@ def emit_qconv(ctx: Ctx, node: str, prepack: bool = True) -> ChannelOp:
     rows = ([low] if low else []) + [
         "const nn_u32a *pb = prow;",
         f"for (int col = 0; col < {g.wo}; col += {b}, pb += {b * g.sw}) {{\n" + _indent(block, 4) + "\n}"]
-    body = init_lines + [f"const uint8_t *w = {wptr};", "const nn_u32a *prow = p;",
+    body = init_lines + [f"const {wt} *w = {wptr};", "const nn_u32a *prow = p;",
                          f"for (int oy = 0; oy < {g.half}; oy++, prow += {g.sh * g.cols}, y += {g.wo}) {{\n"
                          + _indent(rows, 4) + "\n}"]
     kind = {g.cin: "group 1"}.get(g.cg, "depthwise" if g.cg == 1 and g.group == g.cin else f"group {g.group}")
     desc = (f"%{node} = qconv(%{x}, %{wname}): {g.cin}x{g.h}x{g.w} -> {g.m}x{g.ho}x{g.wo}, "
-            f"{g.kh}x{g.kw} stride {g.sh}x{g.sw}, {kind}, weights {g.vmin}..{g.vmax};\n"
+            f"{g.kh}x{g.kw} stride {g.sh}x{g.sw}, {kind}, weights {w.min()}..{w.max()};\n"
             f" * {g.lanes} pixel(s) per 32-bit add, {b} accumulators; channel c of the packed input")
     ctx.notes[node] = (f"conv: {g.lanes} pixel(s) per add, blocks of {b}, "
-                       f"weights {g.vmin}..{g.vmax} by jump table")
+                       f"{len(g.values)} weight cases by jump table" + (" (two digits per weight)" if g.digits else ""))
     mod.functions.append(f"/* {desc} */\nNN_HOT static void nn_{cn}(const nn_u32a *p, {ARENA_VIEW[yt]} *y, int c)\n"
                          "{\n" + _indent(body, 4) + "\n}\n")
     depthwise = g.cg == 1 and g.group == g.cin and g.m == g.cin

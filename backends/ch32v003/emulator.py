@@ -36,7 +36,8 @@ instruction_timing/README.md), which found:
     +2 cycles, and from flash the refetch costs 2 more (a taken c.bnez loop
     with one c.addi: 4 cycles from SRAM, 6 from flash);
   * a store occupies the bus for a second cycle (c.sw: 2 cycles).
-Assumed, not measured: loads cost like stores; a 32-bit load or store adds the
+Assumed, not measured: the CH32V002's multiply (QingKe V2C, Zmmul) issues like an ALU
+instruction (WCH documents the multiplier, not its timing); loads cost like stores; a 32-bit load or store adds the
 bus cycle to its 2-cycle fetch; jumps cost like taken branches; flash at
 24 MHz (0 wait states, per the reference manual's FLASH_ACTLR LATENCY field)
 behaves like SRAM at 48 MHz. Not modelled: extra wait states of data loads from
@@ -71,6 +72,7 @@ CYCLES = {
         "branch-taken": (5, 6),
         "jump": (5, 6),
         "system": (1, 2),        # csr*, fence, ecall, ebreak
+        "mul": (1, 2),           # CH32V002 only; assumed like an ALU op (see below)
     },
     24: {  # 0 flash wait states
         "alu": (1, 1),
@@ -80,6 +82,7 @@ CYCLES = {
         "branch-taken": (3, 3),
         "jump": (3, 3),
         "system": (1, 1),
+        "mul": (1, 1),
     },
 }
 
@@ -118,11 +121,13 @@ class BatchResult:
     faults: list[str | None]
 
 
-def classify(word: int) -> tuple[str, int]:
+def classify(word: int, multiply: bool = False) -> tuple[str, int]:
     """Class and byte length of the instruction whose low bits are in `word`.
 
     The class is a `CYCLES` key, or "illegal" for encodings the QingKe V2A
-    (RV32EC + Zicsr) does not implement.
+    (RV32EC + Zicsr) does not implement; with `multiply` (the QingKe V2C of the
+    CH32V002: RV32EC + Zmmul) mul, mulh, mulhsu and mulhu are "mul", and the
+    divisions stay illegal.
     """
     if word & 3 == 3:
         opcode = word & 0x7F
@@ -137,7 +142,8 @@ def classify(word: int) -> tuple[str, int]:
         if opcode in (0x0F, 0x73):
             return "system", 4
         if opcode == 0x33 and word >> 25 == 1:
-            return "illegal", 4  # M extension
+            # M extension: Zmmul is funct3 0-3 (mul, mulh, mulhsu, mulhu); 4-7 divide
+            return ("mul" if multiply and (word >> 12) & 7 < 4 else "illegal"), 4
         if opcode in (0x13, 0x17, 0x33, 0x37):
             return "alu", 4
         return "illegal", 4
@@ -166,11 +172,13 @@ class _BlockCounter:
     is taken, fault). The instruction limit is left to unicorn's `count`.
     """
 
-    __slots__ = ("uc", "cycle_table", "blocks", "instructions", "cycles", "fall_through",
+    __slots__ = ("uc", "cycle_table", "sram_size", "multiply", "blocks", "instructions", "cycles", "fall_through",
                  "taken_extra", "last_block", "fault")
 
-    def __init__(self, uc: unicorn.Uc, cycle_table: dict[str, tuple[int, int]]):
+    def __init__(self, uc: unicorn.Uc, cycle_table: dict[str, tuple[int, int]],
+                 sram_size: int = SRAM_SIZE, multiply: bool = False):
         self.uc, self.cycle_table = uc, cycle_table
+        self.sram_size, self.multiply = sram_size, multiply
         self.blocks: dict[int, tuple[int, int, int, int, int, str | None]] = {}
         self.reset()
 
@@ -209,14 +217,15 @@ class _BlockCounter:
         code = bytes(self.uc.mem_read(address, size))
         count = cycles = offset = length = 0
         kind, fault = "alu", None
-        if SRAM_BASE + SRAM_SIZE <= address < SRAM_BASE + SRAM_PAGE:
-            fault = f"fetch at 0x{address:08x}, beyond the 2 KB of SRAM"
+        if SRAM_BASE + self.sram_size <= address < SRAM_BASE + SRAM_PAGE:
+            fault = f"fetch at 0x{address:08x}, beyond the {self.sram_size} bytes of SRAM"
         while offset < size:
             word = int.from_bytes(code[offset:offset + 4].ljust(4, b"\0"), "little")
-            kind, length = classify(word)
+            kind, length = classify(word, self.multiply)
             if kind == "illegal":
                 fault = fault or (f"instruction 0x{word & (0xFFFF if length == 2 else 0xFFFFFFFF):x}"
-                                  f" at 0x{address + offset:08x} is not implemented by the QingKe V2A")
+                                  f" at 0x{address + offset:08x} is not implemented by the "
+                                  f"QingKe {'V2C' if self.multiply else 'V2A'}")
             else:
                 cycles += self.cycle_table[kind][length // 4]
             count += 1
@@ -232,7 +241,13 @@ class Ch32v003Emulator:
     """One firmware image, ready to run inferences; reuse it for many inputs."""
 
     def __init__(self, elf_path: Path | str, clock_mhz: int = 48,
-                 max_instructions: int = DEFAULT_MAX_INSTRUCTIONS):
+                 max_instructions: int = DEFAULT_MAX_INSTRUCTIONS, sram_size: int = SRAM_SIZE,
+                 multiply: bool = False):
+        """`sram_size` (2 KB; 4 KB for the CH32V002) and `multiply` (accept Zmmul) describe
+        the part."""
+        if not 0 < sram_size <= SRAM_PAGE:
+            raise ValueError(f"sram_size must be 1..{SRAM_PAGE}")
+        self.sram_size = sram_size
         if clock_mhz not in CYCLES:
             raise ValueError(f"clock_mhz must be one of {sorted(CYCLES)}")
         if max_instructions < 1:
@@ -243,7 +258,7 @@ class Ch32v003Emulator:
         self.output_size = self._symbols["nn_harness_output"][1] // self.output_dtype.itemsize
         self.max_instructions = max_instructions
         self._uc = self._create_machine(segments)
-        self._counter = _BlockCounter(self._uc, CYCLES[clock_mhz])
+        self._counter = _BlockCounter(self._uc, CYCLES[clock_mhz], sram_size, multiply)
         self._hook = _add_block_hook(self._uc, self._counter.on_block)
         self._ram_snapshot, self._registers = self._run_startup()
 
@@ -290,8 +305,9 @@ class Ch32v003Emulator:
             if not FLASH_BASE <= address <= address + len(data) <= FLASH_BASE + FLASH_SIZE:
                 raise FirmwareError(f"segment at 0x{address:08x} ({len(data)} bytes) is not in flash")
             uc.mem_write(address, data)
-        uc.hook_add(unicorn.UC_HOOK_MEM_READ | unicorn.UC_HOOK_MEM_WRITE, self._on_missing_sram,
-                    begin=SRAM_BASE + SRAM_SIZE, end=SRAM_BASE + SRAM_PAGE - 1)
+        if self.sram_size < SRAM_PAGE:
+            uc.hook_add(unicorn.UC_HOOK_MEM_READ | unicorn.UC_HOOK_MEM_WRITE, self._on_missing_sram,
+                        begin=SRAM_BASE + self.sram_size, end=SRAM_BASE + SRAM_PAGE - 1)
         uc.hook_add(unicorn.UC_HOOK_MEM_INVALID, self._on_invalid_access)
         return uc
 
@@ -302,10 +318,10 @@ class Ch32v003Emulator:
             raise FirmwareError(f"startup code failed before main: {fault}")
         uc = self._uc
         floor = self._stack_floor()
-        uc.mem_write(floor, bytes([STACK_FILL]) * (SRAM_BASE + SRAM_SIZE - floor))
+        uc.mem_write(floor, bytes([STACK_FILL]) * (SRAM_BASE + self.sram_size - floor))
         for register in _REGISTERS:
             uc.reg_write(register, 0)
-        uc.reg_write(rv.UC_RISCV_REG_SP, SRAM_BASE + SRAM_SIZE)
+        uc.reg_write(rv.UC_RISCV_REG_SP, SRAM_BASE + self.sram_size)
         uc.reg_write(rv.UC_RISCV_REG_RA, self._symbols["_halt"][0])
         return bytes(uc.mem_read(SRAM_BASE, SRAM_PAGE)), uc.context_save()
 
@@ -330,7 +346,7 @@ class Ch32v003Emulator:
                          _value: int, _data: object) -> None:
         pc = uc.reg_read(rv.UC_RISCV_REG_PC)
         self._counter.stop(f"{_MEMORY_ACCESS[access]} of {size} bytes at 0x{address:08x}, beyond "
-                           f"the 2 KB of SRAM (pc 0x{pc:08x})")
+                           f"the {self.sram_size} bytes of SRAM (pc 0x{pc:08x})")
 
     def _on_invalid_access(self, uc: unicorn.Uc, access: int, address: int, size: int,
                            _value: int, _data: object) -> bool:
@@ -343,7 +359,7 @@ class Ch32v003Emulator:
     def _stack_high_water(self) -> tuple[int, bool]:
         """Bytes from the deepest overwritten fill byte to the stack top, and whether all were."""
         floor = self._stack_floor()
-        gap = bytes(self._uc.mem_read(floor, SRAM_BASE + SRAM_SIZE - floor))
+        gap = bytes(self._uc.mem_read(floor, SRAM_BASE + self.sram_size - floor))
         used = len(gap.lstrip(bytes([STACK_FILL])))
         return used, 0 < len(gap) == used
 

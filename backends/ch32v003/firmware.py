@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,42 @@ from ...errors import DoesNotFit, TinyccError
 from . import toolchain
 from .emulator import Ch32v003Emulator
 
-FORBIDDEN = ("__mulsi3", "__muldi3")     # the QingKe V2A has no multiplier
+FORBIDDEN = ("__mulsi3", "__muldi3")     # the QingKe V2A has no multiplier (the V2C: no call either)
 FLASH, RAM = 16 * 1024, 2 * 1024
+
+
+@dataclass(frozen=True)
+class Part:
+    """What the firmware build and the emulator need to know about a chip."""
+    name: str
+    flash: int
+    ram: int
+    march: str
+    multiply: bool
+
+    @property
+    def cflags(self) -> tuple:
+        return tuple(f"-march={self.march}" if f.startswith("-march=") else f
+                     for f in toolchain.DEFAULT_CFLAGS)
+
+    def linker_script(self, directory: Path) -> Path:
+        """The runtime's link.ld with this part's flash and RAM sizes."""
+        text = toolchain.LINKER_SCRIPT.read_text()
+        text = text.replace("LENGTH = 16K", f"LENGTH = {self.flash // 1024}K")
+        text = text.replace("LENGTH = 2K", f"LENGTH = {self.ram // 1024}K")
+        path = directory / f"link-{self.name}.ld"
+        path.write_text(text)
+        return path
+
+    def emulator(self, elf: Path) -> Ch32v003Emulator:
+        return Ch32v003Emulator(elf, sram_size=self.ram, multiply=self.multiply)
+
+
+CH32V003 = Part("ch32v003", FLASH, RAM, "rv32ec_zicsr", False)
+# QingKe V2C: RV32EC + Zmmul.  GCC 12 accepts rv32ec_zmmul but never emits mul (Zmmul code
+# generation came with GCC 13), so the M extension is named; nothing in model.c divides,
+# and the emulator refuses div/rem, so the firmware stays within Zmmul.
+CH32V002 = Part("ch32v002", 16 * 1024, 4 * 1024, "rv32emc_zicsr", True)
 
 
 def have_cross_compiler() -> bool:
@@ -55,9 +90,9 @@ def _consumers(sizes: list, count: int = 4) -> str:
     return ", ".join(f"{name} {size} B ({where})" for size, name, where in sizes[:count])
 
 
-def does_not_fit(flash: int, ram: int, sizes: list, what: str = "") -> DoesNotFit:
-    return DoesNotFit(f"the model needs {flash} bytes of flash ({FLASH} available) and {ram} bytes "
-                      f"of RAM ({RAM} available){what}; biggest: {_consumers(sizes)}")
+def does_not_fit(flash: int, ram: int, sizes: list, what: str = "", part: Part = CH32V003) -> DoesNotFit:
+    return DoesNotFit(f"the model needs {flash} bytes of flash ({part.flash} available) and {ram} bytes "
+                      f"of RAM ({part.ram} available){what}; biggest: {_consumers(sizes)}")
 
 
 def static_ram(cmodel, input_bytes: int, output_bytes: int) -> int:
@@ -65,23 +100,24 @@ def static_ram(cmodel, input_bytes: int, output_bytes: int) -> int:
     return cmodel.arena_bytes + input_bytes + output_bytes
 
 
-def check_static(cmodel, input_bytes: int, output_bytes: int) -> None:
+def check_static(cmodel, input_bytes: int, output_bytes: int, part: Part = CH32V003) -> None:
     """Refuse before compiling when the constant data or the buffers alone are too big."""
     ram = static_ram(cmodel, input_bytes, output_bytes)
     flash = sum(cmodel.flash_arrays.values())
-    if flash > FLASH or ram > RAM:
+    if flash > part.flash or ram > part.ram:
         sizes = sorted([(b, n, "flash") for n, b in cmodel.flash_arrays.items()]
                        + [(cmodel.arena_bytes, "nn_arena", "ram"), (input_bytes, "input buffer", "ram")],
                        reverse=True)
-        raise does_not_fit(flash, ram, sizes, " before code and stack")
+        raise does_not_fit(flash, ram, sizes, " before code and stack", part)
 
 
-def build(files: dict, out_dir: Path) -> Path:
+def build(files: dict, out_dir: Path, part: Part = CH32V003) -> Path:
     """firmware.elf for the sources; DoesNotFit when the linker runs out of flash or RAM."""
     source = write_sources(files, out_dir / "src")
     try:
         return toolchain.build_firmware([source], [source.parent], out_dir / "build",
-                                        forbid_symbols=FORBIDDEN)
+                                        cflags=part.cflags, forbid_symbols=FORBIDDEN,
+                                        linker_script=part.linker_script(out_dir))
     except toolchain.ForbiddenSymbolError:
         raise
     except toolchain.ToolchainError as e:
@@ -89,7 +125,7 @@ def build(files: dict, out_dir: Path) -> Path:
         if "overflowed" in str(e) and obj.exists():
             size = toolchain.firmware_size(obj)
             raise does_not_fit(size.flash_bytes, size.ram_bytes, symbol_sizes(obj),
-                               " without start-up code and stack") from None
+                               " without start-up code and stack", part) from None
         raise TinyccError(f"ch32v003: the generated C did not build:\n{e}") from None
 
 
@@ -101,18 +137,19 @@ def probe_inputs(emu: Ch32v003Emulator, lo: int, hi: int, rng_seed: int = 0) -> 
     return np.stack([base, rand]).astype(emu.input_dtype)
 
 
-def measure(elf: Path, input_range: tuple) -> dict:
+def measure(elf: Path, input_range: tuple, part: Part = CH32V003) -> dict:
     """The report's measured fields for a built firmware (raises DoesNotFit on RAM)."""
     obj = elf.parent / "model.o"
     model = toolchain.firmware_size(obj)
     whole = toolchain.firmware_size(elf)
-    emu = Ch32v003Emulator(elf)
+    emu = part.emulator(elf)
     runs = emu.run_many(probe_inputs(emu, *input_range))
     stack = int(runs.stack_high_water.max())
     ram = whole.ram_bytes + stack
     faults = [f for f in runs.faults if f]
-    if faults and any("stack overflow" in f for f in faults) or ram > RAM:
-        raise does_not_fit(whole.flash_bytes, ram, symbol_sizes(obj) + [(stack, "stack", "ram")])
+    if faults and any("stack overflow" in f for f in faults) or ram > part.ram:
+        raise does_not_fit(whole.flash_bytes, ram, symbol_sizes(obj) + [(stack, "stack", "ram")],
+                           part=part)
     if faults:
         raise TinyccError(f"ch32v003: the firmware faulted in the emulator: {faults[0]}")
     return {
@@ -133,8 +170,8 @@ def measure(elf: Path, input_range: tuple) -> dict:
     }
 
 
-def build_and_measure(files: dict, input_range: tuple) -> tuple:
+def build_and_measure(files: dict, input_range: tuple, part: Part = CH32V003) -> tuple:
     """(firmware ELF bytes, report fields); `input_range` is the input's (lo, hi)."""
     with tempfile.TemporaryDirectory(prefix="tinycc-nn-ch32v003-") as tmp:
-        elf = build(files, Path(tmp))
-        return elf.read_bytes(), measure(elf, input_range)
+        elf = build(files, Path(tmp), part)
+        return elf.read_bytes(), measure(elf, input_range, part)

@@ -32,6 +32,7 @@ class Ctx:
     unroll: int = 2                # neurons per iteration of the lookup loop, when it divides
     zero_skip: bool = True         # skip groups of 8 zero inputs (unsigned inputs only)
     tables: bool = True            # False: bit-serial kernels only, no table RAM
+    multiply: bool = False         # the core has a multiplier (CH32V002): convs use it
 
 
 def dense_kernel(graph: ir.Graph, node: str, ctype: dict, tables: bool = True) -> str:

@@ -126,13 +126,13 @@ def picolibc_path(march: str, mabi: str) -> Path | None:
 
 def build_firmware(c_sources: Sequence[Path | str], include_dirs: Sequence[Path | str],
                    out_dir: Path | str, cflags: Sequence[str] = DEFAULT_CFLAGS,
-                   forbid_symbols: Sequence[str] = ()) -> Path:
+                   forbid_symbols: Sequence[str] = (), linker_script: Path | str = LINKER_SCRIPT) -> Path:
     """Compile and link `c_sources` with the runtime into `out_dir/firmware.elf`.
 
     The include directories must provide `model.h` for the harness. Symbols in
     `forbid_symbols` (typically `("__mulsi3",)` on a multiplier-free core) must
     not end up in the linked ELF, or `ForbiddenSymbolError` names the functions
-    that call them.
+    that call them.  `linker_script` defaults to the CH32V003's memory map.
     """
     gcc = str(find_gcc())
     out_dir = Path(out_dir)
@@ -150,7 +150,7 @@ def build_firmware(c_sources: Sequence[Path | str], include_dirs: Sequence[Path 
         objects.append(obj)
     elf = out_dir / "firmware.elf"
     try:
-        _run([gcc, *cflags, "-T", str(LINKER_SCRIPT), *LINK_FLAGS,
+        _run([gcc, *cflags, "-T", str(linker_script), *LINK_FLAGS,
               f"-Wl,-Map={out_dir / 'firmware.map'}", *map(str, objects),
               "-Wl,--start-group", *libraries, "-Wl,--end-group", "-o", str(elf)])
     except ToolchainError as error:

@@ -1,0 +1,91 @@
+"""Conv, pool and channel-loop code on `-t ch32v003` and `-t ch32v002`: bit-exact against
+onnxruntime on the emulator and on the host build, and the BitNetMCU-shaped CNN within
+the parts' flash, RAM and the published cycle count."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import qdq
+import qdq_conv
+import tinycc_nn
+from tinycc_nn import DoesNotFit, TinyccError
+from tinycc_nn.backends.ch32v003 import emulator, firmware
+
+from .conv_models import bitnet_cnn, small_cnn
+
+needs_cross = pytest.mark.skipif(not firmware.have_cross_compiler(),
+                                 reason="riscv64-unknown-elf-gcc not installed")
+TARGETS = ["ch32v003", "ch32v002"]
+
+
+def _same(got: dict, want: list, n: int) -> None:
+    assert len(got) == len(want)
+    for (name, g), w in zip(got.items(), want):
+        assert np.array_equal(g.reshape(n, -1), w.reshape(n, -1)), name
+
+
+@needs_cross
+@pytest.mark.parametrize("target", TARGETS)
+def test_small_cnn_emulator_and_host(target):
+    model, x = small_cnn()
+    ref = qdq.ort_run(model, x)
+    art = tinycc_nn.compile(model, target)
+    notes = list(art.report["layers"].values())
+    assert any(n.startswith("conv:") for n in notes) and any(n.startswith("maxpool") for n in notes)
+    _same(art.run(x[:24]), [r[:24] for r in ref], 24)
+    _same(tinycc_nn.compile(model, target, executor="host").run(x), ref, len(x))
+
+
+@needs_cross
+@pytest.mark.parametrize("target", TARGETS)
+def test_bitnet_shaped_cnn_fits_and_beats_published_cycles(target):
+    model, x = bitnet_cnn()
+    art = tinycc_nn.compile(model, target)
+    r = art.report
+    part = firmware.CH32V002 if target == "ch32v002" else firmware.CH32V003
+    assert r["rom_firmware"] <= part.flash and r["ram_used"] <= part.ram
+    assert r["cycles_per_inference"] <= 2_740_000          # BitNetMCU on a CH32V002 (multiplier)
+    _same(art.run(x[:3]), [o[:3] for o in qdq.ort_run(model, x[:3])], 3)
+    if target == "ch32v002":
+        assert "__mulsi3" not in art.files["model.c"] and " * q[" in art.files["model.c"]
+
+
+def _random_cnn_exact(seed: int, target: str) -> None:
+    rng = np.random.default_rng(seed)
+    model, shape, scale = qdq_conv.random_cnn(rng)
+    x = qdq_conv.random_map_inputs(rng, shape, scale, 12)
+    try:
+        art = tinycc_nn.compile(model, target, executor="host", warn=lambda m: None)
+    except DoesNotFit:
+        return
+    except TinyccError as e:         # only the documented refusal of averages with exact halves
+        assert "power-of-two size" in str(e), f"seed {seed}: {e}"
+        return
+    _same(art.run(x), qdq.ort_run(model, x), len(x))
+
+
+@needs_cross
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.sampled_from(TARGETS))
+def test_random_cnns_host_build_bit_exact(seed, target):
+    """Kernels, strides, pads, groups, pools, value sets (int8 weights take two digits),
+    zero points and heads, through the C compiled for the host."""
+    _random_cnn_exact(seed, target)
+
+
+@needs_cross
+@pytest.mark.parametrize("seed", [6, 31])       # int8 conv weights; a strided wide value set
+def test_wide_weight_sets_on_the_emulator(seed):
+    rng = np.random.default_rng(seed)
+    model, shape, scale = qdq_conv.random_cnn(rng)
+    x = qdq_conv.random_map_inputs(rng, shape, scale, 6)
+    _same(tinycc_nn.compile(model, "ch32v003").run(x), qdq.ort_run(model, x), len(x))
+
+
+def test_emulator_accepts_zmmul_only_on_the_v2c():
+    mul = 0x02B50533            # mul a0, a0, a1
+    div = 0x02B54533            # div a0, a0, a1
+    assert emulator.classify(mul) == ("illegal", 4)
+    assert emulator.classify(mul, multiply=True) == ("mul", 4)
+    assert emulator.classify(div, multiply=True) == ("illegal", 4)
