@@ -157,7 +157,8 @@ def ir_consts(art) -> list:
 
 # IR-level helpers for pass tests ----------------------------------------------------------
 
-PASSES = ["import", "fuse-dense", "lower-elementwise", "pack-weights", "plan-ram"]
+PASSES = ["import", "fuse-dense", "lower-elementwise", "pack-weights", "schedule-channels",
+          "plan-ram"]
 
 
 def pass_snapshots(model, **kw) -> dict:

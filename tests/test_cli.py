@@ -17,7 +17,8 @@ from tinycc_nn.backends.python import PythonBackend, PythonProgram
 from tinycc_nn.cli import main
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-PASSES = ["import", "fuse-dense", "lower-elementwise", "pack-weights", "plan-ram"]
+PASSES = ["import", "fuse-dense", "lower-elementwise", "pack-weights", "schedule-channels",
+          "plan-ram"]
 REPORT_KEYS = {"target", "rom_used", "rom_capacity", "rom_unit", "ram_used", "ram_capacity",
                "cycles_per_inference"}
 
@@ -503,3 +504,22 @@ def test_a_progress_bar_on_a_terminal(work, capsys, monkeypatch, argv, bar):
 def test_no_progress_bar_when_stderr_is_not_a_terminal(work, capsys):
     _, err = run_ok(capsys, "verify", "m.onnx", "-t", "python", "--inputs", "x.npy")
     assert err == ""
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["verify", "m.onnx", "-t", "python", "--inputs", "x0.npy"], "x0.npy: holds no inputs (shape [0, "),
+    (["run", "m.onnx", "-t", "python", "--inputs", "x0.npy", "-o", "y.npy"], "x0.npy: holds no inputs"),
+    (["compile", "m.onnx", "-t", "python", "-o", ""], "-o: an empty folder name"),
+    (["run", "m.onnx", "-t", "python", "--inputs", "x.npy", "-o", ""], "-o: an empty file name"),
+    (["compile", "m.onnx", "-t", "python", "-o", "o", "--option", "opt=fast"], "opt='fast': expected size or speed"),
+])
+def test_more_user_errors(work, capsys, argv, fragment):
+    np.save("x0.npy", np.zeros((0, 5), np.float32))
+    assert fragment in run_error(capsys, *argv)
+    assert not (work / "o").exists() and not (work / "m.python").exists()
+
+
+def test_ort_optimized_on_a_tir_says_it_has_no_effect(work, capsys):
+    Path("m.tir").write_text(tinycc_nn.compile("m.onnx", "python", stop_after="import").ir_text)
+    _, err = run_ok(capsys, "verify", "m.tir", "-t", "python", "--inputs", "x.npy", "--ort-optimized")
+    assert "warning: --ort-optimized: a .tir model is compared with the python reference" in err

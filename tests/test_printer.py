@@ -8,12 +8,14 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import qdq
+import qdq_conv
 import tinycc_nn
 from onnx_cases import Net
 from tinycc_nn.parser import parse
 from tinycc_nn.printer import HEADER, format_value, print_graph
 
-PASSES = ["import", "fuse-dense", "lower-elementwise", "pack-weights", "plan-ram"]
+PASSES = ["import", "fuse-dense", "lower-elementwise", "pack-weights", "schedule-channels",
+          "plan-ram"]
 
 
 def snapshots(model) -> dict:
@@ -36,6 +38,18 @@ def test_round_trip_after_import_and_after_every_pass(seed):
     rng = np.random.default_rng(seed)
     model = qdq.build(qdq.random_mlp(rng, max_width=12, max_depth=3))
     for name, graph in snapshots(model).items():
+        assert_round_trips(graph)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1))
+def test_round_trip_of_generated_cnns(seed):
+    model = qdq_conv.random_cnn(np.random.default_rng(seed))[0]
+    try:
+        graphs = snapshots(model).values()
+    except tinycc_nn.TinyccError:       # an average the fit refuses: nothing to print
+        return
+    for graph in graphs:
         assert_round_trips(graph)
 
 

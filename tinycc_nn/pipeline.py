@@ -11,10 +11,12 @@ from .passes.fuse_dense import FuseDense
 from .passes.lower_elementwise import LowerElementwise
 from .passes.pack_weights import PackWeights
 from .passes.plan_ram import PlanRam
+from .passes.schedule_channels import ScheduleChannels
 
 
 def common_passes(input_in_ram: bool = True) -> list:
-    return [FuseDense(), LowerElementwise(), PackWeights(), PlanRam(input_in_ram=input_in_ram)]
+    return [FuseDense(), LowerElementwise(), PackWeights(),
+            ScheduleChannels(input_in_ram=input_in_ram), PlanRam(input_in_ram=input_in_ram)]
 
 
 def pipeline_for(backend, options: dict) -> list:

@@ -75,6 +75,8 @@ def _statement(graph, n, names) -> list:
     if op == "clamp":
         return [f"{v} = np.clip({args[0]}, {a['lo']!r}, {a['hi']!r})"]
     if op == "argmax":
+        if len(graph.type(graph.operands(n)[0]).shape) != 1:     # a map, read flattened
+            args[0] = f"{args[0]}.reshape(len({args[0]}), -1)"
         if a["last"]:
             return [f"{v} = ({args[0]}.shape[1] - 1 - np.argmax({args[0]}[:, ::-1], axis=1))[:, None]"]
         return [f"{v} = np.argmax({args[0]}, axis=1)[:, None]"]

@@ -97,11 +97,57 @@ def test_unsupported_operator_on_activations(rng, op):
     refused(finish(net, y), f"{op} 'act_node'", f"operator {op} is not supported")
 
 
-def test_conv_is_not_supported(rng):
+def _conv_net(rng, **attrs):
     net = Net()
-    xd = qin(net, (1, 1, 4, 4))
-    y = net.add("Conv", [xd, net.weight(rng.integers(-8, 8, (2, 1, 3, 3)), 2.0 ** -2)], out="conv1")
-    refused(finish(net, y, (1, 2, 2, 2)), "Conv 'conv1_node'", "operator Conv is not supported")
+    xd = qin(net, (1, 1, 6, 6))
+    y = net.add("Conv", [xd, net.weight(rng.integers(-8, 8, (2, 1, 3, 3)), 2.0 ** -2)],
+                out="conv1", **attrs)
+    return net, y
+
+
+@pytest.mark.parametrize("attrs, fragment", [
+    ({"dilations": [2, 2]}, "dilation 1 only"),
+    ({"auto_pad": "SOMETHING"}, "auto_pad"),
+    ({"kernel_shape": [2, 2]}, "kernel_shape [2, 2] differs"),
+    ({"group": 2}, "group 2"),
+])
+def test_conv_forms_refused_by_name(rng, attrs, fragment):
+    net, y = _conv_net(rng, **attrs)
+    refused(finish(net, y, (1, "C", "H", "W")), "Conv 'conv1_node'", fragment)
+
+
+def test_conv_weight_scale_not_a_power_of_two(rng):
+    net = Net()
+    xd = qin(net, (1, 1, 6, 6))
+    y = net.add("Conv", [xd, net.weight(rng.integers(-8, 8, (2, 1, 3, 3)), 0.3, name="wdq")],
+                out="conv1")
+    refused(finish(net, y, (1, "C", "H", "W")), "DequantizeLinear 'wdq_node'", "power of two")
+
+
+def test_conv_of_a_transposed_map(rng):
+    net = Net()
+    xd = net.add("Transpose", [qin(net, (1, 1, 6, 6))], perm=[0, 1, 3, 2])
+    y = net.add("Conv", [xd, net.weight(rng.integers(-8, 8, (2, 1, 3, 3)), 2.0 ** -2)],
+                out="conv1")
+    refused(finish(net, y, (1, "C", "H", "W")), "Conv 'conv1_node'", "reordered view")
+
+
+@pytest.mark.parametrize("op, attrs, fragment", [
+    ("MaxPool", {"kernel_shape": [2, 2], "ceil_mode": 1}, "ceil_mode"),
+    ("MaxPool", {"kernel_shape": [2, 2], "pads": [2, 0, 0, 0]}, "smaller than the kernel"),
+    ("AveragePool", {"kernel_shape": [2, 2], "pads": [1, 1, 0, 0]}, "count_include_pad"),
+])
+def test_pool_forms_refused_by_name(op, attrs, fragment):
+    net = Net()
+    y = net.add(op, [qin(net, (1, 1, 6, 6))], out="pool1", **attrs)
+    refused(finish(net, y, (1, "C", "H", "W")), f"{op} 'pool1_node'", fragment)
+
+
+def test_average_with_exact_halves_names_the_window(rng):
+    net = Net()
+    y = net.add("GlobalAveragePool", [qin(net, (1, 1, 2, 3))], out="gap")
+    msg = refused(finish(net, y, (1, "C", "H", "W")), "power-of-two size")
+    assert "6 elements" in msg
 
 
 def test_operator_of_another_domain():

@@ -176,7 +176,13 @@ class Importer:
         try:
             fit = fit_requant(f, a_lo, a_hi)
         except FitError as e:
-            raise TinyccError(f"{where}: cannot requantize exactly: {e}") from None
+            hint = ""
+            divs = [op[1] for op in chain if op[0] == "div"]
+            if divs:
+                hint = (f"; an average over {int(divs[0])} elements comes before it, whose exact "
+                        "halves onnxruntime rounds to even: no multiplier reproduces that, a "
+                        "pooling window of a power-of-two size does")
+            raise TinyccError(f"{where}: cannot requantize exactly: {e}{hint}") from None
         ir = act.ir
         lo = fit.lo if fit.lo > a_lo.min() else None
         hi = fit.hi if fit.hi < a_hi.max() else None

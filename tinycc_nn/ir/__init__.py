@@ -35,7 +35,8 @@ semantics (the reference backend executes exactly this):
                              the largest element of each window inside the map
   sumpool(x) {in_shape, kernel, strides, pads, pad_value}
                              the sum of each window, pad_value outside the map
-  argmax(x) {last}           index of the first (last=true: last) maximum
+  argmax(x) {last}           index of the first (last=true: last) maximum of x
+                             (a map is read flattened in C order)
   output(x) {name, dtype, shape, float_ops}
                              host turns x back into the ONNX output tensor
 

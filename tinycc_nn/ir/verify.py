@@ -8,6 +8,7 @@ from ..errors import TinyccError
 from .graph import Graph
 from .ops import OPS, ROUNDINGS, WEIGHTED, WINDOWED
 from .ranges import infer_type
+from .schedule import live_ranges, loops
 from .window import window_out_hw
 
 
@@ -30,15 +31,22 @@ def verify(graph: Graph) -> None:
 
 
 def _verify_ram_plan(graph: Graph) -> None:
-    """Values that are live at the same time must not share RAM."""
-    order = graph.order()
-    pos = {n: i for i, n in enumerate(order)}
+    """Values that are live at the same time must not share RAM; channel loops are chains."""
+    for name, chain in loops(graph).items():
+        if chain[0] != name:
+            raise TinyccError(f"channel loop {name!r} does not start at %{name}")
+        for a, b in zip(chain, chain[1:]):
+            if graph.users(a) != [b] or graph.operands(b)[0] != a:
+                raise TinyccError(f"channel loop {name!r}: %{b} does not continue the chain "
+                                  f"from %{a} (its only user, reading it)")
+            if len(graph.type(b).shape) != 3 or len(graph.type(a).shape) != 3:
+                raise TinyccError(f"channel loop {name!r}: %{a} -> %{b} are not maps")
+    ranges = live_ranges(graph)
     live = []
-    for n in order:
+    for n in graph.order():
         a = graph.attrs(n)
         if "ram_offset" in a:
-            end = max((pos[u] for u in graph.users(n)), default=pos[n])
-            live.append((n, pos[n], end, a["ram_offset"], a["ram_bytes"]))
+            live.append((n, *ranges[n], a["ram_offset"], a["ram_bytes"]))
     for i, (n, s1, e1, o1, b1) in enumerate(live):
         for m, s2, e2, o2, b2 in live[i + 1:]:
             if s1 <= e2 and s2 <= e1 and o1 < o2 + b2 and o2 < o1 + b1:
@@ -102,8 +110,8 @@ def _verify_node(graph: Graph, name: str, cache: dict) -> None:
         lo, hi = attrs["lo"], attrs["hi"]
         if lo is not None and hi is not None and lo > hi:
             fail(f"clamp bounds {lo} > {hi}")
-    if op == "argmax" and len(graph.type(args[0]).shape) != 1:
-        fail("argmax takes a vector")
+    if op == "argmax" and not graph.type(args[0]).shape:
+        fail("argmax takes a vector (or a map, read flattened), not a scalar")
     if op == "input":
         from ..hostio import QRANGE
         if attrs["qdtype"] not in QRANGE:

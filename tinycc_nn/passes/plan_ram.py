@@ -1,7 +1,8 @@
 """plan-ram: give every vector in RAM an offset, from lifetimes.
 
 A value lives from the op that defines it to its last user, both included (so an
-op's result never overlaps its operands).  Lifetimes become sorted open/close
+op's result never overlaps its operands); a channel loop keeps its input and output
+alive through the whole loop and its inner values take one plane (ir/schedule.py).  Lifetimes become sorted open/close
 events; each opened buffer takes the lowest offset that fits beside the buffers
 still open (first fit).  Records `ram_offset` and `ram_bytes` on each planned
 value and the peak on the graph (`graph.ram_peak`).  Constants live in ROM; the
@@ -13,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ir import Graph
+from ..ir.schedule import live_ranges, loop_plane_values
 from . import Pass
 
 
@@ -67,23 +69,33 @@ def _place(intervals: dict, pinned: dict, bound: int | None):
     return offsets, peak
 
 
+def value_bytes(graph: Graph, n: str, planes: set | None = None) -> int:
+    """RAM bytes of value n: its elements (one plane of them inside a channel loop)."""
+    t = graph.type(n)
+    planes = loop_plane_values(graph) if planes is None else planes
+    count = t.size // t.channels if n in planes else t.size
+    return count * storage_bytes(t.bits)
+
+
+def value_intervals(graph: Graph, input_in_ram: bool = True) -> dict:
+    """name -> (start, end, bytes) of every value that lives in RAM."""
+    ranges, planes = live_ranges(graph), loop_plane_values(graph)
+    out = {}
+    for n in graph.order():
+        op = graph.op(n)
+        if op in ("const", "output", "argmax") or (op == "input" and not input_in_ram):
+            continue
+        out[n] = ranges[n] + (value_bytes(graph, n, planes),)
+    return out
+
+
 @dataclass(frozen=True)
 class PlanRam(Pass):
     name = "plan-ram"
     input_in_ram: bool = True
 
     def apply(self, graph: Graph) -> bool:
-        order = graph.order()
-        pos = {n: i for i, n in enumerate(order)}
-        intervals = {}
-        for n in order:
-            op = graph.op(n)
-            if op in ("const", "output", "argmax") or (op == "input" and not self.input_in_ram):
-                continue
-            users = graph.users(n)
-            end = max((pos[u] for u in users), default=pos[n])
-            t = graph.type(n)
-            intervals[n] = (pos[n], end, t.size * storage_bytes(t.bits))
+        intervals = value_intervals(graph, self.input_in_ram)
         offsets, peak = plan(intervals)
         changed = False
         for n, off in offsets.items():
