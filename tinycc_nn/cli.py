@@ -98,6 +98,8 @@ def _compile(args, **extra):
 
 
 def cmd_compile(args) -> int:
+    if args.output == "":
+        raise TinyccError("-o: an empty folder name")
     out = check_folder_target(args.output or f"{Path(args.model).stem}.{args.target}")
     art = _compile(args)
     if not art.files:
@@ -155,6 +157,8 @@ def _load_inputs(path, limit):
         raise TinyccError(f"{path}: not a .npy array ({why})") from None
     if not isinstance(x, np.ndarray) or x.ndim < 1:
         raise TinyccError(f"{path}: need an array with a leading batch dimension")
+    if x.shape[0] == 0:
+        raise TinyccError(f"{path}: holds no inputs (shape {list(x.shape)})")
     if x.dtype.kind not in "biuf":
         raise TinyccError(f"{path}: holds {x.dtype} values; the inputs are real numbers "
                           "(float32, or integers for an integer input)")
@@ -177,6 +181,9 @@ def _reference(args, art, x):
         with _progress(args, len(x), "verify") as bar:
             return verify_artifact(art, args.model, x, optimized_ort=args.ort_optimized,
                                    progress=bar)
+    if args.ort_optimized:
+        _warn("--ort-optimized: a .tir model is compared with the python reference, "
+              "not onnxruntime; the flag has no effect")
     with _progress(args, len(x), "verify") as bar:
         ours, stats = art.run(x, with_stats=True, progress=bar)
     ref = compile_model(args.model, "python").run(x)
@@ -212,6 +219,8 @@ def cmd_verify(args) -> int:
 
 
 def cmd_run(args) -> int:
+    if args.output == "":
+        raise TinyccError("-o: an empty file name")
     out = check_file_target(args.output, (".npy", ".npz"))
     x = _load_inputs(args.inputs, args.limit)
     art = _compile(args)

@@ -35,6 +35,8 @@ def compile(model, target: str = "python", *, stop_after=None, on_pass=None,
     if unknown:
         raise TinyccError(f"target '{target}' has no option(s) {', '.join(sorted(unknown))}; "
                           f"options: {', '.join(sorted(backend.options)) or 'none'}")
+    if "opt" in options and options["opt"] not in ("size", "speed"):
+        raise TinyccError(f"opt={options['opt']!r}: expected size or speed")
     opts = {k: default for k, (default, _help) in backend.options.items()}
     opts.update(options)
     passes = pipeline_for(backend, opts)
