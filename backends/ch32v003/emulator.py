@@ -218,7 +218,7 @@ class _BlockCounter:
         count = cycles = offset = length = 0
         kind, fault = "alu", None
         if SRAM_BASE + self.sram_size <= address < SRAM_BASE + SRAM_PAGE:
-            fault = f"fetch at 0x{address:08x}, beyond the {self.sram_size} bytes of SRAM"
+            fault = f"fetch at 0x{address:08x}, beyond the {self.sram_size // 1024} KB of SRAM"
         while offset < size:
             word = int.from_bytes(code[offset:offset + 4].ljust(4, b"\0"), "little")
             kind, length = classify(word, self.multiply)
@@ -346,7 +346,7 @@ class Ch32v003Emulator:
                          _value: int, _data: object) -> None:
         pc = uc.reg_read(rv.UC_RISCV_REG_PC)
         self._counter.stop(f"{_MEMORY_ACCESS[access]} of {size} bytes at 0x{address:08x}, beyond "
-                           f"the {self.sram_size} bytes of SRAM (pc 0x{pc:08x})")
+                           f"the {self.sram_size // 1024} KB of SRAM (pc 0x{pc:08x})")
 
     def _on_invalid_access(self, uc: unicorn.Uc, access: int, address: int, size: int,
                            _value: int, _data: object) -> bool:
