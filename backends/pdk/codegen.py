@@ -27,6 +27,7 @@ Loops end on an address compare (`ceqsn a, #end`), so no RAM goes to counters.
 """
 from __future__ import annotations
 
+from tinycc_nn import ir
 from tinycc_nn.errors import TinyccError
 
 from .asm import Asm, h
@@ -117,6 +118,11 @@ class Codegen:
             op = g.op(n)
             if op in ("input", "const", "output", "dense", "argmax"):
                 continue
+            if op in ir.WINDOWED or len(g.type(n).shape) > 1:
+                raise TinyccError(
+                    f"%{n} = {op}: convolution and pooling layers have no Padauk code (this "
+                    f"model's RAM plan peaks at {g.ram_peak} bytes, with its feature maps); "
+                    "compile it for ch32v003, ch32v002 or python")
             raise TinyccError(f"%{n} = {op}: the pdk backend compiles dense layers and argmax; "
                               "this standalone elementwise op has no pdk code yet")
         denses = [n for n in order if g.op(n) == "dense"]
