@@ -50,9 +50,28 @@ def compile(model, target: str = "python", *, stop_after=None, on_pass=None,
     report = {"target": target, "rom_used": None, "rom_capacity": backend.rom_capacity,
               "rom_unit": backend.rom_unit, "ram_used": None,
               "ram_capacity": backend.ram_capacity, "cycles_per_inference": None}
+    report.setdefault("ram_plan", ram_plan(graph))
     report.update(extra)
     artifact = Artifact(target, backend, graph, dict(files), report, opts)
     finish = getattr(backend, "finish", None)
     if finish is not None:      # a backend that measures its build (e.g. on a simulator)
         finish(artifact)
     return artifact
+
+
+def ram_plan(graph) -> dict:
+    """The IR's RAM plan: peak and every buffer (offset, bytes, and for a value inside a
+    channel loop the loop it belongs to; such a buffer holds one plane of its map)."""
+    from .ir.schedule import loop_plane_values
+    planes = loop_plane_values(graph)
+    buffers = []
+    for n in graph.order():
+        a = graph.attrs(n)
+        if "ram_offset" in a:
+            buf = {"value": n, "offset": a["ram_offset"], "bytes": a["ram_bytes"],
+                   "shape": list(graph.type(n).shape)}
+            if "channel_loop" in a:
+                buf["channel_loop"] = a["channel_loop"]
+                buf["holds"] = "one plane" if n in planes else "whole map"
+            buffers.append(buf)
+    return {"peak": graph.ram_peak, "buffers": buffers}
