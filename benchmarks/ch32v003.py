@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 import qdq  # noqa: E402  (tests/qdq.py: hand-built QDQ models)
+import qdq_conv  # noqa: E402  (tests/qdq_conv.py: hand-built QDQ CNNs)
 
 import tinycc_nn  # noqa: E402
 from tinycc_nn.progress import progress_bar  # noqa: E402
@@ -43,9 +44,17 @@ from tinycc_nn.backends.ch32v003.emulator import Ch32v003Emulator  # noqa: E402
 from tinycc_nn.reference import onnxruntime_outputs  # noqa: E402
 from tinycc_nn.verify import compare  # noqa: E402
 
-# name, image size, and the shape and weight values of the random stand-in if it is missing
-EXAMPLES = (("mnist16x16", 16, [256, 64, 64, 64, 10], "odd4"), ("mnist8x8", 8, [64, 24, 16, 10], "pm2"),
-            ("mnist8x8_ref", 8, [64, 16, 16, 16, 10], "pm2"))
+# name, image size, the shape and weight values of the random stand-in if it is missing
+# ("cnn": BitNetMCU's sequential-depthwise CNN, 64 channels), and the targets to run
+EXAMPLES = (("mnist16x16", 16, [256, 64, 64, 64, 10], "odd4", ("ch32v003",)),
+            ("mnist8x8", 8, [64, 24, 16, 10], "pm2", ("ch32v003",)),
+            ("mnist8x8_ref", 8, [64, 16, 16, 16, 10], "pm2", ("ch32v003",)),
+            ("mnist16x16_cnn", 16, "cnn", "int4", ("ch32v003", "ch32v002")))
+# BitNetMCU's CNNs, for the CNN rows: published on a CH32V002 (hardware multiplier), and its
+# own engine measured on the CH32V003 under this project's emulator (shared/TARGETS.md)
+CNN_REFERENCE = ("BitNetMCU's 64-channel CNN (99.55%): 2.74M cycles published on a CH32V002 "
+                 "(multiplier, 4 KB SRAM); on the CH32V003 its 32-channel CNN runs 29.9M cycles "
+                 "and the 64-channel one does not run at all (its stack overruns 2 KB)")
 GENERIC_C = Path(__file__).with_name("ch32v003_generic_loop.c")
 RESULTS = Path(__file__).with_name("results") / "ch32v003.md"
 
@@ -133,19 +142,29 @@ def build_generic(art, out: Path) -> Path:
 
 # ---------------------------------------------------------------- one model
 
-def bench(name: str, size: int, widths, values: str, emulated: int, test_limit: int | None,
-          tmp: Path) -> dict:
+def stand_in(name: str, widths, values: str, tmp: Path) -> tuple:
+    path = tmp / f"{name}-random.onnx"
+    if widths == "cnn":
+        onnx.save(qdq_conv.sequential_depthwise_cnn(np.random.default_rng(0), channels=64,
+                                                    fc=(96, 64, 10), conv_set=values), path)
+        return path, (f"**random stand-in**: `examples/{name}/model.onnx` is missing, so a random "
+                      f"64-channel sequential-depthwise CNN with {values} conv weights and an FC "
+                      "256-96-64-10 head (tests/qdq_conv.py)")
+    onnx.save(random_model(widths, values), path)
+    return path, (f"**random stand-in**: `examples/{name}/model.onnx` is missing, so a random "
+                  f"{'-'.join(map(str, widths))} QDQ model with {values} weights "
+                  f"{qdq.VALUE_SETS[values][:3]}... and int8 input (tests/qdq.py)")
+
+
+def bench(name: str, size: int, widths, values: str, target: str, emulated: int,
+          test_limit: int | None, tmp: Path) -> dict:
     path = ROOT / "examples" / name / "model.onnx"
     source = f"`examples/{name}/model.onnx`"
     if not path.is_file():
-        path = tmp / f"{name}-random.onnx"
-        onnx.save(random_model(widths, values), path)
-        source = (f"**random stand-in**: `examples/{name}/model.onnx` is missing, so a random "
-                  f"{'-'.join(map(str, widths))} QDQ model with {values} weights {qdq.VALUE_SETS[values][:3]}... "
-                  "and int8 input (tests/qdq.py)")
+        path, source = stand_in(name, widths, values, tmp)
     t0 = time.time()
-    art = tinycc_nn.compile(str(path), "ch32v003")
-    host = tinycc_nn.compile(str(path), "ch32v003", executor="host")
+    art = tinycc_nn.compile(str(path), target)
+    host = tinycc_nn.compile(str(path), target, executor="host")
     compile_s = time.time() - t0
     x, labels = datasets.mnist(size, "test")
     if test_limit:
@@ -164,11 +183,16 @@ def bench(name: str, size: int, widths, values: str, emulated: int, test_limit: 
     cls = next((v for v in full.values() if v.dtype.kind in "iu" and v.reshape(len(v), -1).shape[1] == 1), None)
     accuracy = None if cls is None else float((cls.reshape(-1) == labels).mean())
 
-    row = {"name": name, "source": source, "report": art.report, "compile_s": compile_s,
+    row = {"name": name, "target": target, "source": source, "report": art.report,
+           "compile_s": compile_s,
            "instr": float(np.mean(stats["instructions"])), "cycles": float(np.mean(stats["cycles"])),
+           "instr_max": int(np.max(stats["instructions"])), "cycles_max": int(np.max(stats["cycles"])),
            "emulated": len(sample), "emu_exact": int((~bad_emu).sum()),
            "test_n": len(x), "host_exact": int((~bad_host).sum()), "host_s": host_s,
            "detail": detail, "accuracy": accuracy}
+    if target != "ch32v003":
+        row["generic"] = "not run: it is the CH32V003 baseline"
+        return row
     try:
         elf = build_generic(art, tmp / name)
     except ValueError as e:
@@ -191,7 +215,7 @@ def bench(name: str, size: int, widths, values: str, emulated: int, test_limit: 
 
 
 def markdown(rows, emulated: int) -> str:
-    out = ["# CH32V003 (`-t ch32v003`)", "",
+    out = ["# CH32V003 (`-t ch32v003`) and CH32V002 (`-t ch32v002`)", "",
            "Generated by `python benchmarks/ch32v003.py`. Instructions and cycles: mean over the "
            f"first {emulated} MNIST test images, each run from a fresh RAM image in the unicorn "
            "emulator (`backends/ch32v003/emulator.py`; cycles are its estimate at 48 MHz with one "
@@ -201,15 +225,17 @@ def markdown(rows, emulated: int) -> str:
            "onnxruntime's (graph optimizations off).", ""]
     for r in rows:
         rep, g = r["report"], r["generic"]
-        out += [f"## {r['name']}", "", f"Model: {r['source']}.", "",
+        out += [f"## {r['name']} on {r['target']}", "", f"Model: {r['source']}.", "",
                 "| | tinycc-nn | generic loop |", "|---|---|---|"]
         gi = isinstance(g, dict)
-        out += [f"| flash (bytes of 16384) | {rep['rom_used']} (firmware {rep['rom_firmware']}) | "
+        out += [f"| flash (bytes of {rep['rom_capacity']}) | {rep['rom_used']} (firmware {rep['rom_firmware']}) | "
                 + (f"{g['flash']} (firmware) |" if gi else "- |"),
-                f"| RAM (bytes of 2048) | {rep['ram_used']} (static {rep['ram_static']} + stack "
+                f"| RAM (bytes of {rep['ram_capacity']}) | {rep['ram_used']} (static {rep['ram_static']} + stack "
                 f"{rep['ram_stack']}) | " + (f"{g['ram']} |" if gi else "- |"),
                 f"| instructions / inference | {r['instr']:,.0f} | " + (f"{g['instr']:,.0f} |" if gi else "- |"),
-                f"| cycles / inference (est.) | {r['cycles']:,.0f} | " + (f"{g['cycles']:,.0f} |" if gi else "- |")]
+                f"| cycles / inference (est.) | {r['cycles']:,.0f} | " + (f"{g['cycles']:,.0f} |" if gi else "- |"),
+                f"| max over those images: instructions / cycles | {r['instr_max']:,} / "
+                f"{r['cycles_max']:,} | - |"]
         out += ["", f"Worst case from the compile report (a random input over the whole input range, "
                 f"so no group of zero inputs to skip): {rep['instructions_per_inference']:,} instructions, "
                 f"{rep['cycles_per_inference']:,} cycles.", ""]
@@ -219,6 +245,8 @@ def markdown(rows, emulated: int) -> str:
                        f"on {g['agree']}/{r['emulated']} images.")
         else:
             out.append(f"Generic loop {g}.")
+        if r["name"].endswith("_cnn"):
+            out += ["", f"Reference: {CNN_REFERENCE}."]
         out += ["", f"Bit-exact vs onnxruntime: {r['emu_exact']}/{r['emulated']} under the emulator, "
                 f"{r['host_exact']}/{r['test_n']} on the test set with the host build "
                 f"({r['host_s']:.2f} s)." + (f" First mismatch: {r['detail']}" if r["detail"] else "")]
@@ -238,7 +266,8 @@ def main(argv=None) -> int:
         print(f"{toolchain.GCC} is not installed; nothing to measure", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="tinycc-nn-bench-") as tmp:
-        rows = [bench(*example, args.emulated, args.test_limit, Path(tmp)) for example in EXAMPLES]
+        rows = [bench(name, size, widths, values, target, args.emulated, args.test_limit, Path(tmp))
+                for name, size, widths, values, targets in EXAMPLES for target in targets]
     text = markdown(rows, args.emulated)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(text)

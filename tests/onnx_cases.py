@@ -255,4 +255,20 @@ def pass_models():
     net.output(net.quant(net.matmul(h2, rng.integers(-8, 8, (n, 3))), 2 ** -2), ["N", 3])
     net.output(h, ["N", n])
     cases.append(("two-users", net.model(), x))
+    # CNNs: conv/pool chains (fused to qconv, scheduled channel by channel) and dense heads
+    import qdq_conv
+    found, seed = 0, 0
+    while found < 3:
+        rng = np.random.default_rng(1000 + seed)
+        model, shape, scale = qdq_conv.random_cnn(rng)
+        seed += 1
+        try:
+            tinycc_nn.compile(model, "python", stop_after="import", warn=lambda m: None)
+        except tinycc_nn.TinyccError:
+            continue
+        cases.append((f"cnn{seed - 1}", model, qdq_conv.random_map_inputs(rng, shape, scale, 40)))
+        found += 1
+    rng = np.random.default_rng(7)
+    cases.append(("seq-dw-cnn", qdq_conv.sequential_depthwise_cnn(rng, channels=4),
+                  rng.uniform(0, 1, (40, 1, 16, 16)).astype(np.float32)))
     return cases

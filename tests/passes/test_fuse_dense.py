@@ -1,4 +1,5 @@
-"""tinycc_nn/passes/fuse_dense.py: matmul -> [bias_add] -> [requant] -> [clamp]* becomes one dense."""
+"""tinycc_nn/passes/fuse_dense.py: matmul (conv) -> [bias_add] -> [requant] -> [clamp]* becomes one
+dense (qconv)."""
 import numpy as np
 import pytest
 from hypothesis import given
@@ -18,7 +19,7 @@ def test_behaviour_is_unchanged(name, model, x):
     after = before.copy()
     assert FuseDense().apply(after) is True
     verify(after)
-    assert not after.nodes_of("matmul")
+    assert not after.nodes_of("matmul") and not after.nodes_of("conv")
     assert_same_behaviour(before, after, x)
     # and the pipeline's own snapshot is the same graph
     assert pass_snapshots(model, stop_after="fuse-dense")["fuse-dense"] == after

@@ -22,7 +22,10 @@ def test_behaviour_is_unchanged(name, model, x):
     after = before.copy()
     changed = RequantAsDense().apply(after)
     verify(after)
-    assert changed == bool(before.nodes_of("requant")) and not after.nodes_of("requant")
+    vector_requants = [n for n in before.nodes_of("requant") if len(before.type(n).shape) == 1]
+    assert changed == bool(vector_requants)
+    # a map's requant stays (the Padauk backend refuses maps by name)
+    assert all(len(after.type(n).shape) == 3 for n in after.nodes_of("requant"))
     assert_same_behaviour(before, after, x)
     assert RequantAsDense().apply(after.copy()) is False
 
