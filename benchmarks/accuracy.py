@@ -51,10 +51,16 @@ def torch_classes(path: Path, x: np.ndarray):
     return torch_predict(model, x)[1]
 
 
-def compiler_classes(path: Path, x: np.ndarray):
-    """Classes from `tinycc_nn.compile(path, "python").run(x)`, or the error it raised."""
+# the compiled programs measured: the reference backend, and the MCU C built for the host
+# (the same model.c as the firmware; the emulator's figures are in ch32v003.py)
+TARGETS = (("tinycc", "python", {}), ("ch32v003", "ch32v003", {"executor": "host"}),
+           ("ch32v002", "ch32v002", {"executor": "host"}))
+
+
+def compiler_classes(path: Path, x: np.ndarray, target: str = "python", **options):
+    """Classes from `tinycc_nn.compile(path, target).run(x)`, or the error it raised."""
     try:
-        outputs = tinycc_nn.compile(str(path), "python").run(x)
+        outputs = tinycc_nn.compile(str(path), target, **options).run(x)
     except Exception as e:  # a benchmark reports a failing stage instead of stopping
         return None, f"{type(e).__name__}: {e}"
     return np.asarray(outputs["class"]).reshape(-1), None
@@ -62,25 +68,29 @@ def compiler_classes(path: Path, x: np.ndarray):
 
 def measure(path: Path, limit: int) -> dict:
     model = onnx.load(path)
-    features = model.graph.input[0].type.tensor_type.shape.dim[1].dim_value
-    size = int(round(features**0.5))
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[1:]]
+    size = dims[-1] if len(dims) == 3 else int(round(dims[0] ** 0.5))    # [1, H, W] or [H*W]
     x, y = mnist(size, "test")
-    x, y = x[:limit], y[:limit]
+    x, y = x[:limit].reshape([-1] + dims), y[:limit]
     row = {"model": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
            "input": f"{size}x{size}", "weight_bytes": packed_weight_bytes(model), "n": len(y)}
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     ort_cls = session.run(["class"], {"input": x})[0]
-    t0 = time.perf_counter()
-    tin_cls, error = compiler_classes(path, x)
-    row["compiler_seconds"] = time.perf_counter() - t0
-    row["compiler_error"] = error
-    torch_cls = torch_classes(path, x)
-    for name, cls in (("torch", torch_cls), ("ort", ort_cls), ("tinycc", tin_cls)):
+    row["compiler_error"] = None
+    classes = {"ort": ort_cls}
+    for key, target, options in TARGETS:
+        t0 = time.perf_counter()
+        classes[key], error = compiler_classes(path, x, target, **options)
+        row[f"{key}_seconds"] = time.perf_counter() - t0
+        if error:
+            row["compiler_error"] = (row["compiler_error"] or "") + f" {target}: {error}"
+        row[f"{key}_vs_ort"] = None if classes[key] is None else int((classes[key] == ort_cls).sum())
+    classes["torch"] = torch_classes(path, x)
+    for name, cls in classes.items():
         row[name] = None if cls is None else float((cls == y).mean())
-    row["torch_vs_ort"] = None if torch_cls is None else int((torch_cls == ort_cls).sum())
+    row["torch_vs_ort"] = None if classes["torch"] is None else int((classes["torch"] == ort_cls).sum())
     results = path.with_name("results.json")
     row["fp32"] = json.loads(results.read_text()).get("fp32_accuracy") if results.exists() else None
-    row["tinycc_vs_ort"] = None if tin_cls is None else int((tin_cls == ort_cls).sum())
     return row
 
 
@@ -92,13 +102,16 @@ def _cell(value, pct=False):
 
 def table(rows: list[dict]) -> str:
     lines = ["| model | input | packed weights (bytes) | torch fp32 twin | torch QAT eval | onnxruntime "
-             "| tinycc-nn python | torch = ort (classes) | tinycc = ort (classes) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| tinycc-nn python | ch32v003 C | ch32v002 C | torch = ort (classes) "
+             "| python / ch32v003 / ch32v002 = ort (classes) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        agree = " / ".join(f"{_cell(r[f'{k}_vs_ort'])}" for k, _, _ in TARGETS)
         lines.append(f"| `{r['model']}` | {r['input']} | {_cell(r['weight_bytes'])} | {_cell(r['fp32'], True)} "
                      f"| {_cell(r['torch'], True)} "
                      f"| {_cell(r['ort'], True)} | {_cell(r['tinycc'], True)} "
-                     f"| {_cell(r['torch_vs_ort'])}/{r['n']} | {_cell(r['tinycc_vs_ort'])}/{r['n']} |")
+                     f"| {_cell(r['ch32v003'], True)} | {_cell(r['ch32v002'], True)} "
+                     f"| {_cell(r['torch_vs_ort'])}/{r['n']} | {agree} (of {r['n']}) |")
     errors = [f"- `{r['model']}`: tinycc-nn failed: {r['compiler_error']}" for r in rows if r["compiler_error"]]
     return "\n".join(lines + ([""] + errors if errors else []))
 
@@ -117,8 +130,10 @@ def main(argv=None):
             "widths, as measured on the full test set by the training run (`results.json`; it is not saved); "
             "torch QAT: the QAT model from `model.pt` in eval mode; "
             "onnxruntime: `model.onnx`, default session options; tinycc-nn python: "
-            "`tinycc_nn.compile(model, \"python\").run(x)`. The last columns count images whose class "
-            "agrees between two of them.\n\n" + table(rows) + "\n")
+            "`tinycc_nn.compile(model, \"python\").run(x)`; ch32v003 / ch32v002 C: the generated "
+            "`model.c` built for the host (`executor=\"host\"`, the firmware's C; a model that does "
+            "not fit the part shows \"-\" and the reason below). The last columns count images whose "
+            "class agrees between two of them.\n\n" + table(rows) + "\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)
