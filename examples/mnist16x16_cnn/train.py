@@ -1,0 +1,186 @@
+"""CH32V003 model: 16x16 MNIST, a per-channel CNN (BitNetMCU's "sequential depthwise" shape).
+
+    conv 3x3 1->64 (no padding)         16x16 -> 14x14   4-bit weights, one scale per channel
+    depthwise 3x3, maxpool 2            14x14 -> 12x12 -> 6x6
+    depthwise 3x3, maxpool 2             6x6  ->  4x4  -> 2x2   (4 features per channel)
+    flatten 256 -> FC 96 -> FC 64 -> FC 10                  2-bit, then 4-bit weights
+
+Channels stay independent until the flatten, so the part can run the conv stack one
+channel at a time in a few hundred bytes of RAM.  Every activation is uint8 with a
+power-of-two scale, so the compiled code is bit-exact with onnxruntime.
+
+Recipe: fp32 twin (same shape, unquantized) trained first, then QAT starting from its
+weights, distilled from it; random rotations/zooms/shifts of the 28x28 digits each epoch.
+
+    python examples/mnist16x16_cnn/train.py          # the full recipe (40 + 40 epochs)
+
+README.md gives the command of the committed model and its measured figures.
+"""
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tinycc_nn.datasets import downscale, mnist, mnist_images
+from tinycc_nn.qat import ActQuant, QLinear, export_onnx, torch_predict
+from tinycc_nn.qat.augment import random_affine
+from tinycc_nn.qat.budget import weight_bytes
+from tinycc_nn.qat.conv import QConv2d, conv_weight_bytes
+
+HERE = Path(__file__).resolve().parent
+CHANNELS, HIDDEN = 64, (96, 64)
+
+
+def build(quantized: bool, conv_scheme: str = "int4", fc_schemes=("odd2", "odd4", "odd4")) -> nn.Sequential:
+    """The QAT model, or (quantized=False) its fp32 twin with the same parameter names."""
+    c = CHANNELS
+
+    def conv(cin, groups, first=False):
+        if not quantized:
+            return nn.Conv2d(cin, c, 3, groups=groups)
+        quant = ActQuant(8, scale="fixed", log2_scale=-8) if first else ActQuant(8)
+        return QConv2d(cin, c, 3, groups=groups, weight_scheme=conv_scheme, per_channel=True, input_quant=quant)
+
+    def fc(a, b, scheme):
+        return QLinear(a, b, weight_scheme=scheme, input_quant=ActQuant(8)) if quantized else nn.Linear(a, b)
+
+    layers = [conv(1, 1, first=True), nn.ReLU(),
+              conv(c, c), nn.ReLU(), nn.MaxPool2d(2),
+              conv(c, c), nn.ReLU(), nn.MaxPool2d(2),
+              nn.Flatten(),
+              fc(4 * c, HIDDEN[0], fc_schemes[0]), nn.ReLU(),
+              fc(HIDDEN[0], HIDDEN[1], fc_schemes[1]), nn.ReLU(),
+              fc(HIDDEN[1], 10, fc_schemes[2])]
+    if quantized:
+        layers.append(ActQuant(8, signed=True, rounding="ceil"))
+    return nn.Sequential(*layers)
+
+
+def images_16(images: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(downscale(images, 16)).reshape(-1, 1, 16, 16)
+
+
+def accuracy(model, x, y) -> float:
+    return float((torch_predict(model, x)[1] == y).mean())
+
+
+def fit(model, images, labels, epochs, lr, seed, teacher=None, test=None, muon=False, batch_size=128,
+        desc="train") -> list[dict]:
+    """Adam (or Muon on the 2-D hidden weights), one-epoch warmup then cosine; fresh augmentation
+    every epoch; with a teacher, 0.7 KL(T=3) to its soft outputs + 0.3 cross-entropy."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    params = dict(model.named_parameters())
+    hidden = [n for n, p in params.items() if p.ndim == 2 and p.shape[0] != 10] if muon else []
+    opts = [torch.optim.Adam([p for n, p in params.items() if n not in hidden], lr=lr)]
+    if hidden:
+        opts.append(torch.optim.Muon([params[n] for n in hidden], lr=lr, adjust_lr_fn="match_rms_adamw"))
+    steps = math.ceil(len(images) / batch_size)
+    total, warm = epochs * steps, steps
+    factor = lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm)))  # noqa: E731
+    scheds = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in opts]
+    y_all, log, start = torch.as_tensor(labels), [], time.time()
+    for epoch in range(epochs):
+        x_all = images_16(random_affine(rng, images, max_shift=2.0, max_degrees=10.0, scale=(0.9, 1.1)))
+        model.train()
+        order = torch.randperm(len(x_all))
+        loss_sum = 0.0
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size]
+            x, y = x_all[idx], y_all[idx]
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            if teacher is not None:
+                with torch.no_grad():
+                    target = F.softmax(teacher(x) / 3.0, dim=1)
+                soft = F.kl_div(F.log_softmax(logits / 3.0, dim=1), target, reduction="batchmean") * 9.0
+                loss = 0.3 * loss + 0.7 * soft
+            for o in opts:
+                o.zero_grad(set_to_none=True)
+            loss.backward()
+            for o, s in zip(opts, scheds):
+                o.step()
+                s.step()
+            loss_sum += loss.item() * len(idx)
+        entry = {"epoch": epoch + 1, "loss": loss_sum / len(order), "seconds": round(time.time() - start, 1)}
+        if test is not None:
+            entry["test_acc"] = accuracy(model, *test)
+        log.append(entry)
+        print(desc, entry, flush=True)
+    return log
+
+
+def ort_predict(path, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return tuple(session.run(["logits", "class"], {"input": x}))
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--float-epochs", type=int, default=40)
+    ap.add_argument("--qat-epochs", type=int, default=40)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--qat-lr", type=float, default=1e-3)
+    ap.add_argument("--conv-scheme", default="int4")
+    ap.add_argument("--no-distill", action="store_true")
+    ap.add_argument("--muon", action="store_true", help="Muon on the hidden FC weights")
+    ap.add_argument("--subset", type=int, default=0, help="train on the first N images (exploration)")
+    ap.add_argument("--eval-every-epoch", action="store_true")
+    ap.add_argument("--seed", type=int, default=0)
+    # one thread: on a busy 2-core machine two threads ran 7x slower (they wait for each other)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=HERE)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    start = time.time()
+    images, labels = mnist_images("train")
+    if args.subset:
+        images, labels = images[:args.subset], labels[:args.subset]
+    x_test, y_test = mnist(16, "test")
+    x_test = x_test.reshape(-1, 1, 16, 16)
+    test = (x_test, y_test) if args.eval_every_epoch else None
+    torch.manual_seed(args.seed)  # before the first initialisation: the twin is reproducible
+    twin = build(False)
+    fp32_log = fit(twin, images, labels, args.float_epochs, args.lr, args.seed, test=test, muon=args.muon,
+                   desc="fp32")
+    twin.eval()
+    fp32_acc = accuracy(twin, x_test, y_test)
+    print("fp32 accuracy", fp32_acc, flush=True)
+    model = build(True, args.conv_scheme)
+    model.load_state_dict(twin.state_dict(), strict=False)  # same names; quantizer buffers stay
+    qat_log = fit(model, images, labels, args.qat_epochs, args.qat_lr, args.seed + 1,
+                  teacher=None if args.no_distill else twin, test=test, muon=args.muon, desc="qat")
+    train_seconds = round(time.time() - start)
+    logits, classes = torch_predict(model, x_test)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = export_onnx(model, args.out / "model.onnx", (1, 16, 16))
+    ort_logits, ort_classes = ort_predict(path, x_test)
+    results = {
+        "command": "python examples/mnist16x16_cnn/train.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "out"},
+        "threads": torch.get_num_threads(),
+        "conv_weight_bytes": conv_weight_bytes(model), "fc_weight_bytes": weight_bytes(model),
+        "fp32_accuracy": fp32_acc, "qat_accuracy": float((classes == y_test).mean()),
+        "ort_accuracy": float((ort_classes == y_test).mean()),
+        "class_agreement": int((ort_classes == classes).sum()),
+        "logits_bit_agreement": int((ort_logits.view(np.int32) == logits.view(np.int32)).all(axis=1).sum()),
+        "train_seconds": train_seconds, "fp32_log": fp32_log, "qat_log": qat_log,
+    }
+    (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    print({k: v for k, v in results.items() if not k.endswith("_log")})
+    return results
+
+
+if __name__ == "__main__":
+    main()
