@@ -10,6 +10,8 @@ onnxruntime's CPU kernels do it:
   zero point and saturates.
 * DequantizeLinear computes float32(q - zero_point) * scale.
 * Add, Mul, Relu and Clip are single float32 operations.
+* onnxruntime's QLinearAdd on AVX2 is fixed point (frontend/kernels.py): an integer
+  multiply-add, a right shift rounding half away from zero, the zero point, saturation.
 
 The same functions are used by the frontend to fit integer requantization to these
 float semantics, by the reference backend (its emitted module embeds this file's
@@ -40,11 +42,23 @@ def dequantize(q, scale, zero_point):
     return d * np.asarray(scale, np.float32)
 
 
+def fixed_point_add(x, mult, const, shift, zero_point, dtype):
+    """saturate(round_half_away((x * mult + const) / 2**shift) + zero_point), as
+    onnxruntime's MlasQLinearAddKernelAvx2Helper computes it (int32, no overflow)."""
+    acc = np.asarray(x, np.int64) * int(mult) + np.asarray(const, np.int64)
+    mask = (1 << int(shift)) - 1
+    rem = (acc & mask) - (acc < 0)
+    q = (acc >> int(shift)) + (rem > (mask >> 1))
+    lo, hi = QRANGE[dtype]
+    return np.clip(q + int(zero_point), lo, hi).astype(np.int64)
+
+
 def apply_float_ops(x, ops):
     """Apply a chain of elementwise float32 ops, as onnxruntime would, to array x.
 
     `ops` is a list of lists: ["add", c], ["mul", c], ["div", c], ["relu"], ["clip", lo, hi],
-    ["quantize", scale, zero_point, dtype], ["dequantize", scale, zero_point];
+    ["quantize", scale, zero_point, dtype], ["dequantize", scale, zero_point],
+    ["fixed_point_add", mult, const, shift, zero_point, dtype] (integers in, integers out);
     a constant c may be a scalar or a per-channel list (channels on the last axis).
     """
     for op in ops:
@@ -67,6 +81,8 @@ def apply_float_ops(x, ops):
             x = quantize(x, op[1], op[2], op[3])
         elif kind == "dequantize":
             x = dequantize(x, op[1], op[2])
+        elif kind == "fixed_point_add":
+            x = fixed_point_add(x, *op[1:])
         else:
             raise ValueError(f"unknown float op {kind!r}")
     return x

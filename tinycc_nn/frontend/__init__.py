@@ -14,6 +14,8 @@ from ..errors import TinyccError
 from ..ir import Graph, verify
 from ..limits import LARGEST_PART, MAX_MODEL_BYTES, too_many_values
 from .importer import Importer
+from .ort_graph import integer_graph
+from .values import FloatScales
 
 MIN_OPSET = 13
 
@@ -94,8 +96,28 @@ def load_onnx(source, warn=None) -> Graph:
         first = str(e).strip().splitlines()[0]
         raise TinyccError(f"{label}: ONNX shape inference: {first}") from None
     _check_sizes(model, label)
-    graph = Importer(model, warn or (lambda msg: None)).run()
+    warn = warn or (lambda msg: None)
+    try:
+        graph = Importer(model, warn).run()
+    except FloatScales as e:
+        graph = _integer_reading(model, label, warn, e)
     verify(graph)
+    return graph
+
+
+def _integer_reading(model: onnx.ModelProto, label, warn, refusal: FloatScales):
+    """Float scales: compile the graph onnxruntime runs with its integer kernels."""
+    fused = integer_graph(model, label)
+    try:
+        graph = Importer(fused, warn).run()
+    except FloatScales as e:
+        raise TinyccError(f"{e}; onnxruntime fuses no integer kernel here either (it runs "
+                          "this node in float32 at every optimization level), so quantize its "
+                          "input and weights with QuantizeLinear/DequantizeLinear pairs it can "
+                          "fuse, or use power-of-two scales (tinycc_nn.qat)") from None
+    except TinyccError as e:
+        raise TinyccError(f"{refusal}; and the graph onnxruntime runs with integer kernels "
+                          f"is not supported: {e}") from None
     return graph
 
 

@@ -7,7 +7,7 @@ from onnx.reference import ReferenceEvaluator
 
 from ..errors import TinyccError
 from ..ir import channel_range
-from . import linear, window
+from . import kernels, linear, window
 from .values import DATA_MOVEMENT
 from .values import QDTYPES, Act, Const, by_channel, per_element
 
@@ -330,4 +330,6 @@ HANDLERS = {
     "AveragePool": window.average_pool,
     "GlobalAveragePool": window.average_pool,
     **{op: data_movement for op in DATA_MOVEMENT},
+    **kernels.HANDLERS,
 }
+MS_HANDLERS = kernels.MS_HANDLERS     # com.microsoft operators

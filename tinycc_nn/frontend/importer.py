@@ -30,6 +30,7 @@ class Importer:
         self.vals: dict = {}
         self.warn = warn
         self.quantized_input = None
+        self.reading = "float"      # "integer" once an integer kernel is compiled (kernels.py)
 
     # IR construction helpers ---------------------------------------------------------
     def emit(self, op: str, base: str, operands, attrs) -> str:
@@ -58,6 +59,9 @@ class Importer:
             self._visit(node)
         for out in g.output:
             self._graph_output(out)
+        if self.reading == "integer":
+            for name in self.ir.inputs():
+                self.ir.attrs(name)["reading"] = "integer"
         return self.ir
 
     def _graph_input(self, vi) -> None:
@@ -90,7 +94,7 @@ class Importer:
 
     def _visit(self, node) -> None:
         where = f"{node.op_type} '{node.name or node.output[0]}'"
-        if node.domain not in ("", "ai.onnx"):
+        if node.domain not in ("", "ai.onnx", "com.microsoft"):
             raise TinyccError(f"{where}: operator domain '{node.domain}' is not supported")
         args = []
         for name in node.input:
@@ -105,7 +109,8 @@ class Importer:
             shape = list(args[0].shape)[a.get("start", 0):a.get("end", None)]
             results = [Const(np.array(shape, np.int64))]
         else:
-            handler = HANDLERS.get(node.op_type)
+            table = MS_HANDLERS if node.domain == "com.microsoft" else HANDLERS
+            handler = table.get(node.op_type)
             if handler is None:
                 raise TinyccError(f"{where}: operator {node.op_type} is not supported")
             results = handler(self, node, args, where, _attrs(node))
@@ -216,4 +221,4 @@ def _attrs(node) -> dict:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
-from .handlers import HANDLERS  # noqa: E402  (handlers use Importer's helpers)
+from .handlers import HANDLERS, MS_HANDLERS  # noqa: E402  (handlers use Importer's helpers)

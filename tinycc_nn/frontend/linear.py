@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import TinyccError
 from ..ir import channel_range
-from .values import Act, Const, is_pow2
+from .values import Act, Const, FloatScales, is_pow2
 
 EXACT_LIMIT = 1 << 24
 TINIEST = 2.0 ** -149          # float32's smallest denormal
@@ -32,7 +32,7 @@ def integerize(imp, act: Act, where: str):
         if kind == "dequantize" and unit is None:
             scale = np.asarray(op[1], np.float64)
             if not is_pow2(scale) or scale.size > 1 and not (scale == scale.flat[0]).all():
-                raise TinyccError(f"{where}: the input's scale {_show(op[1])} is not one power of two; "
+                raise FloatScales(f"{where}: the input's scale {_show(op[1])} is not one power of two; "
                                   "onnxruntime's float32 products would round, so no integer program "
                                   "can match them bit-exactly")
             unit = float(scale.flat[0])
@@ -90,7 +90,7 @@ def weight_integers(w: Const, where: str):
                           f"(DequantizeLinear '{w.dq_node}')")
     units = scale[0]
     if not is_pow2(units):
-        raise TinyccError(f"DequantizeLinear '{w.dq_node}': weight scale {_show(units)} is not a "
+        raise FloatScales(f"DequantizeLinear '{w.dq_node}': weight scale {_show(units)} is not a "
                           "power of two; onnxruntime's float32 products would round, so no "
                           "integer program can match them bit-exactly")
     ints = np.asarray(w.qint, np.int64) - np.asarray(w.qzp, np.int64)

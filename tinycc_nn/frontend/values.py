@@ -15,8 +15,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import TinyccError
+
 QDTYPES = {"int8", "uint8", "int16", "uint16", "int4", "uint4"}   # integer tensor types
 DATA_MOVEMENT = {"Identity", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Dropout"}
+
+
+class FloatScales(TinyccError):
+    """A MatMul/Gemm/Conv whose float32 arithmetic (non-power-of-two scales) no integer
+    program reproduces: the model has only its integer reading (ort_graph.py)."""
 
 
 @dataclass

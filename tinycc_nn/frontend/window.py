@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import TinyccError
 from ..ir import channel_range, window_out_hw
 from . import linear
-from .values import Act, Const
+from .values import Act, Const, FloatScales
 
 
 def _map_shape(imp, x: Act, where: str, op_type: str) -> tuple:
@@ -120,7 +120,7 @@ def conv(imp, node, args, where, attrs):
                           "output channel (per-channel scales must be on axis 0)")
     units = scale[:, 0]
     if not linear.is_pow2(units):
-        raise TinyccError(f"DequantizeLinear '{w.dq_node}': weight scale {units[0]} is not a "
+        raise FloatScales(f"DequantizeLinear '{w.dq_node}': weight scale {units[0]} is not a "
                           "power of two; onnxruntime's float32 products would round, so no "
                           "integer program can match them bit-exactly")
     ints = np.asarray(w.qint, np.int64) - np.asarray(w.qzp, np.int64)

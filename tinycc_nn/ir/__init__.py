@@ -9,7 +9,9 @@ proven by interval analysis and recorded in its type, so a backend can pick the
 narrowest accumulator that can never overflow.  The ops, with their exact integer
 semantics (the reference backend executes exactly this):
 
-  input                      program input vector, quantized on the host
+  input                      program input vector, quantized on the host ({reading:
+                             "integer"} when the model is compiled to onnxruntime's
+                             integer kernels, frontend/kernels.py)
   const                      constant integer tensor (weights)
   matmul(x, w)               acc[j] = sum_i x[i] * w[i, j]
   bias_add(x) {bias}         x[j] + bias[j]

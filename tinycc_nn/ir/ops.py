@@ -29,7 +29,7 @@ ROUNDINGS = ("floor", "half_even", "half_odd")
 WINDOW_ATTRS = ("in_shape", "strides", "pads")      # every 2-D window op
 CONV_ATTRS = WINDOW_ATTRS + ("group", "pad_value")
 OPS = {
-    "input": _spec(0, ("name", "dtype", "shape", "qdtype"), ("scale", "zero_point")),
+    "input": _spec(0, ("name", "dtype", "shape", "qdtype"), ("scale", "zero_point", "reading")),
     "const": _spec(0, ("values",), ("valueset", "encoding", "codebook", "code_bits")),
     "matmul": _spec(2, ()),
     "bias_add": _spec(1, ("bias",)),

@@ -1,0 +1,316 @@
+"""onnxruntime's integer kernels: QLinearMatMul, MatMulInteger, QGemm, QLinearConv,
+ConvInteger (ONNX) and QGemm, QLinearAdd (com.microsoft), with exactly the arithmetic of
+its CPU kernels (MLAS, onnxruntime 1.2x-1.3x; file names below are in its source tree).
+
+These are what onnxruntime's quantizer writes in QOperator format, and what onnxruntime
+fuses a QDQ graph into at its default optimization level (ort_graph.py), so they define
+the *integer reading* of a model with float scales.
+
+* Matmuls and convs accumulate sum((x - x_zp) * (w - w_zp)) (+ an int32 bias) exactly in
+  int32 (MlasGemm, MlasConvSym).  Here: an IR matmul/conv of the raw quantized input with
+  weights w - w_zp, and the input zero point folded into the bias (a conv pads with the
+  zero point, so padded taps contribute nothing, as in onnxruntime).
+* Requantization (MlasRequantizeOutput, mlas/lib/quantize.cpp; the QGemm/QLinearMatMul
+  output processors and the ConvSym kernels do the same): float32(acc) * scale, clamped to
+  the output range minus the zero point, rounded half to even (cvtps2dq), plus the zero
+  point.  scale is a float32 computed once per column: (a_scale * b_scale) / y_scale for
+  QLinearMatMul (quantize_linear_matmul.cc) and QLinearConv (qlinearconv.cc), and
+  ((alpha * a_scale) * b_scale) / y_scale for QGemm (contrib_ops/cpu/quantization/
+  quant_gemm.cc; without y_scale its float output is float32(acc) * (alpha * a_scale *
+  b_scale)).  That is a monotone function of acc per channel, so the requantization fit
+  (fit.py) reproduces it exactly or refuses.
+* QLinearAdd (mlas/lib/qladd.cpp, qladd_avx2.cpp): on x86 with AVX2 (what onnxruntime
+  picks at run time) it is fixed point: ratios r = float32(a_scale / c_scale) (and b's),
+  shift = 21 - exponent(max ratio), multipliers M = lrint(r * 2^shift), then
+  (M_a * a + M_b * b - M_a * a_zp - M_b * b_zp) shifted right by `shift` rounding half away
+  from zero, plus c_zp, saturated; without AVX2 (SSE2) it is float32:
+  round_half_even((c_zp - (r_a * a_zp + r_b * b_zp)) + r_a * a + r_b * b), saturated.  With
+  a constant b either is a monotone function of a per channel.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import TinyccError
+from ..ir import channel_range
+from . import linear, window
+from .values import QDTYPES, Act, Const, by_channel, per_element
+
+INT32 = 1 << 31
+
+
+def _int_act(args, k, where, what) -> Act:
+    a = args[k] if k < len(args) else None
+    if not isinstance(a, Act) or a.ir is None:
+        raise TinyccError(f"{where}: {what} must be a quantized runtime tensor")
+    if a.ops or a.dtype not in QDTYPES:
+        raise TinyccError(f"{where}: {what} is a {a.dtype} tensor; the kernel takes the "
+                          "8-bit integers of a QuantizeLinear or of another integer kernel")
+    return a
+
+
+def _const(args, k, where, what, default=None) -> np.ndarray:
+    a = args[k] if k < len(args) else None
+    if a is None:
+        if default is None:
+            raise TinyccError(f"{where}: {what} is missing")
+        return np.asarray(default)
+    if not isinstance(a, Const):
+        raise TinyccError(f"{where}: {what} must be a constant")
+    return np.asarray(a.value)
+
+
+def _scalar(arr, where, what):
+    arr = np.asarray(arr)
+    if arr.size != 1:
+        raise TinyccError(f"{where}: {what} has {arr.size} values; onnxruntime's kernel takes one")
+    return arr.reshape(())
+
+
+def _scale(arr, where, what) -> np.ndarray:
+    s = np.asarray(arr, np.float32)
+    if not np.isfinite(s).all() or (s <= 0).any():
+        raise TinyccError(f"{where}: {what} {s.reshape(-1)[0]} must be positive and finite")
+    return s
+
+
+def _compact(v):
+    v = np.asarray(v).reshape(-1)
+    return v[0].item() if (v == v[0]).all() else [x.item() for x in v]
+
+
+def _check_int32(imp, acc: str, where: str) -> None:
+    lo, hi = channel_range(imp.ir, acc)
+    if lo.min() < -INT32 or hi.max() >= INT32:
+        raise TinyccError(f"{where}: the int32 accumulator can reach {max(-lo.min(), hi.max())}, "
+                          "beyond 2^31, where onnxruntime's wraps around; no integer program "
+                          "promises its results")
+
+
+def integer_matmul(imp, x: Act, x_zp: int, w: np.ndarray, bias, rows, out_shape,
+                   where: str, name: str) -> Act:
+    """The int32 accumulator sum_k (x[rows[k]] - x_zp) * w[k, n] + bias[n], w already minus
+    its zero point.  Returns an integer Act (dtype int32, no float ops)."""
+    n_in = imp.ir.type(x.ir).size
+    weights = np.zeros((n_in, w.shape[1]), np.int64)
+    np.add.at(weights, rows, w)
+    acc_bias = -int(x_zp) * w.sum(axis=0)
+    if bias is not None:
+        acc_bias = acc_bias + np.broadcast_to(np.asarray(bias, np.int64).reshape(-1), acc_bias.shape)
+    acc = imp.emit("matmul", name, [x.ir, imp.emit_const(name + ".w", weights)], {})
+    if acc_bias.any():
+        acc = imp.emit("bias_add", name + ".bias", [acc], {"bias": _compact(acc_bias)})
+    _check_int32(imp, acc, where)
+    imp.reading = "integer"
+    return Act(acc, np.arange(w.shape[1]).reshape(out_shape), "int32")
+
+
+def requantize(imp, acc: Act, scale, y_zp, y_dtype: str, where: str) -> Act:
+    """MlasRequantizeOutput: saturate(round_half_even(float32(acc) * scale) + y_zp)."""
+    ops = [["dequantize", _compact(np.asarray(scale, np.float32)), 0],
+           ["quantize", 1.0, int(y_zp), y_dtype]]
+    return imp.requantize(acc, ops, y_dtype, where)
+
+
+def _out_type(args, k, where) -> tuple:
+    zp = _const(args, k, where, "the output zero point")
+    if zp.dtype.name not in ("int8", "uint8"):
+        raise TinyccError(f"{where}: output type {zp.dtype.name}; the kernel makes int8 or uint8")
+    return int(_scalar(zp, where, "the output zero point")), zp.dtype.name
+
+
+def _weights(args, k_w, k_zp, where, n_axis: int) -> np.ndarray:
+    """Integer weights minus their zero point (scalar, or one per output on n_axis)."""
+    w = _const(args, k_w, where, "the weight")
+    if w.dtype.kind not in "iu":
+        raise TinyccError(f"{where}: weight is {w.dtype}; the kernel takes 8-bit integers")
+    zp = np.asarray(_const(args, k_zp, where, "the weight zero point", 0), np.int64)
+    if zp.size > 1:
+        shape = [1] * w.ndim
+        shape[n_axis] = zp.size
+        zp = zp.reshape(shape)
+    return w.astype(np.int64) - zp
+
+
+def _per_output(scale, n, where, what) -> np.ndarray:
+    s = np.asarray(scale, np.float32).reshape(-1)
+    if s.size not in (1, n):
+        raise TinyccError(f"{where}: {what} has {s.size} values for {n} outputs")
+    return np.broadcast_to(s, (n,))
+
+
+def qlinear_matmul(imp, node, args, where, attrs):
+    x = _int_act(args, 0, where, "A")
+    if not isinstance(args[3], Const):
+        raise TinyccError(f"{where}: B must be constant weights (A the runtime tensor)")
+    w = _weights(args, 3, 5, where, 1)
+    if w.ndim != 2:
+        raise TinyccError(f"{where}: weight has shape {list(w.shape)}, need 2-D")
+    x_zp = int(_scalar(_const(args, 2, where, "A's zero point", 0), where, "A's zero point"))
+    y_zp, y_dtype = _out_type(args, 7, where)
+    a_s = _scale(_scalar(_const(args, 1, where, "A's scale"), where, "A's scale"), where, "A's scale")
+    b_s = _per_output(_scale(_const(args, 4, where, "B's scale"), where, "B's scale"), w.shape[1], where, "B's scale")
+    y_s = _scale(_scalar(_const(args, 6, where, "Y's scale"), where, "Y's scale"), where, "Y's scale")
+    rows = linear.gemm_like_shape(x, w.shape[0], where, column=False)
+    acc = integer_matmul(imp, x, x_zp, w, None, rows, x.shape[:-1] + (w.shape[1],), where, node.output[0])
+    return [requantize(imp, acc, (a_s * b_s) / y_s, y_zp, y_dtype, where)]
+
+
+def matmul_integer(imp, node, args, where, attrs):
+    x = _int_act(args, 0, where, "A")
+    if not isinstance(args[1], Const):
+        raise TinyccError(f"{where}: B must be constant weights (A the runtime tensor)")
+    w = _weights(args, 1, 3, where, 1)
+    if w.ndim != 2:
+        raise TinyccError(f"{where}: weight has shape {list(w.shape)}, need 2-D")
+    x_zp = int(_scalar(_const(args, 2, where, "A's zero point", 0), where, "A's zero point"))
+    rows = linear.gemm_like_shape(x, w.shape[0], where, column=False)
+    return [integer_matmul(imp, x, x_zp, w, None, rows, x.shape[:-1] + (w.shape[1],), where,
+                           node.output[0])]
+
+
+def qgemm(imp, node, args, where, attrs):
+    x = _int_act(args, 0, where, "A")
+    if len(x.shape) != 2:
+        raise TinyccError(f"{where}: A must be 2-D")
+    if not isinstance(args[3], Const):
+        raise TinyccError(f"{where}: B must be constant weights")
+    w = _weights(args, 3, 5, where, 0 if attrs.get("transB", 0) else 1)
+    if attrs.get("transB", 0):
+        w = w.T
+    xt = x.with_index(x.index.T) if attrs.get("transA", 0) else x
+    n = w.shape[1]
+    x_zp = int(_scalar(_const(args, 2, where, "A's zero point"), where, "A's zero point"))
+    bias = None
+    if len(args) > 6 and args[6] is not None:
+        c = _const(args, 6, where, "C (the bias)")
+        if c.size not in (1, n) or c.dtype != np.int32:
+            raise TinyccError(f"{where}: C must be int32 with 1 or {n} values")
+        bias = np.broadcast_to(c.reshape(-1).astype(np.int64), (n,))
+    alpha = np.float32(attrs.get("alpha", 1.0))
+    a_s = _scale(_scalar(_const(args, 1, where, "A's scale"), where, "A's scale"), where, "A's scale")
+    b_s = _per_output(_scale(_const(args, 4, where, "B's scale"), where, "B's scale"), n, where, "B's scale")
+    if alpha <= 0 or not np.isfinite(alpha):
+        raise TinyccError(f"{where}: alpha={float(alpha)} must be positive")
+    rows = linear.gemm_like_shape(xt, w.shape[0], where, column=False)
+    acc = integer_matmul(imp, xt, x_zp, w, bias, rows, (1, n), where, node.output[0])
+    scale = (alpha * a_s) * b_s
+    if len(args) > 7 and args[7] is not None:
+        y_s = _scale(_scalar(_const(args, 7, where, "Y's scale"), where, "Y's scale"), where, "Y's scale")
+        y_zp, y_dtype = _out_type(args, 8, where)
+        return [requantize(imp, acc, scale / y_s, y_zp, y_dtype, where)]
+    return [Act(acc.ir, acc.index, "float32", [["dequantize", _compact(scale), 0]])]
+
+
+def _conv(imp, node, args, where, attrs, x, x_zp, w, bias):
+    c, h, wd = window._map_shape(imp, x, where, node.op_type)
+    if w.ndim != 4:
+        raise TinyccError(f"{where}: weight has shape {list(w.shape)}; only 2-D convolutions")
+    m, cg, kh, kw = (int(d) for d in w.shape)
+    group = int(attrs.get("group", 1))
+    if group < 1 or c % group or m % group or cg * group != c:
+        raise TinyccError(f"{where}: group {group} with {c} input channels does not match "
+                          f"weights {list(w.shape)}")
+    strides, pads = window._window_attrs(attrs, where, (kh, kw), (h, wd), node.op_type)
+    acc_bias = -int(x_zp) * w.sum(axis=(1, 2, 3))
+    if bias is not None:
+        acc_bias = acc_bias + bias
+    name = node.output[0]
+    acc = imp.emit("conv", name, [x.ir, imp.emit_const(name + ".w", w)],
+                   {"in_shape": [c, h, wd], "strides": strides, "pads": pads, "group": group,
+                    "pad_value": int(x_zp)})
+    if acc_bias.any():
+        acc = imp.emit("bias_add", name + ".bias", [acc], {"bias": _compact(acc_bias)})
+    _check_int32(imp, acc, where)
+    imp.reading = "integer"
+    return window._map_act(acc, imp, [], "int32")
+
+
+def qlinear_conv(imp, node, args, where, attrs):
+    x = _int_act(args, 0, where, "x")
+    w = _weights(args, 3, 5, where, 0)
+    m = w.shape[0]
+    bias = None
+    if len(args) > 8 and args[8] is not None:
+        b = _const(args, 8, where, "B (the bias)")
+        if b.size != m:
+            raise TinyccError(f"{where}: bias has {b.size} values for {m} output channels")
+        bias = b.reshape(-1).astype(np.int64)
+    x_zp = int(_scalar(_const(args, 2, where, "x's zero point"), where, "x's zero point"))
+    acc = _conv(imp, node, args, where, attrs, x, x_zp, w, bias)
+    x_s = _scale(_scalar(_const(args, 1, where, "x's scale"), where, "x's scale"), where, "x's scale")
+    w_s = _per_output(_scale(_const(args, 4, where, "w's scale"), where, "w's scale"), m, where, "w's scale")
+    y_s = _scale(_scalar(_const(args, 6, where, "y's scale"), where, "y's scale"), where, "y's scale")
+    y_zp, y_dtype = _out_type(args, 7, where)
+    return [requantize(imp, acc, (x_s * w_s) / y_s, y_zp, y_dtype, where)]
+
+
+def conv_integer(imp, node, args, where, attrs):
+    x = _int_act(args, 0, where, "x")
+    w = _weights(args, 1, 3, where, 0)
+    x_zp = int(_scalar(_const(args, 2, where, "x's zero point", 0), where, "x's zero point"))
+    return [_conv(imp, node, args, where, attrs, x, x_zp, w, None)]
+
+
+def _cpu_has_avx2() -> bool:
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:   # numpy < 2
+        from numpy.core._multiarray_umath import __cpu_features__ as features
+    return bool(features.get("AVX2") and features.get("FMA3"))
+
+
+def qlinear_add(imp, node, args, where, attrs):
+    acts = [k for k in (0, 3) if isinstance(args[k], Act)]
+    if len(acts) != 1:
+        raise TinyccError(f"{where}: adds two runtime tensors; only a constant operand can be added")
+    ka = acts[0]
+    kb = 3 - ka
+    x = _int_act(args, ka, where, "the runtime operand")
+    b = _const(args, kb, where, "the constant operand")
+    s_a = _scale(_scalar(_const(args, ka + 1, where, "its scale"), where, "scale"), where, "scale")
+    s_b = _scale(_scalar(_const(args, kb + 1, where, "its scale"), where, "scale"), where, "scale")
+    z_a = int(_scalar(_const(args, ka + 2, where, "zero point", 0), where, "zero point"))
+    z_b = int(_scalar(_const(args, kb + 2, where, "zero point", 0), where, "zero point"))
+    s_c = _scale(_scalar(_const(args, 6, where, "C's scale"), where, "C's scale"), where, "C's scale")
+    z_c, dtype = _out_type(args, 7, where)
+    if dtype != x.dtype:
+        raise TinyccError(f"{where}: output {dtype} differs from input {x.dtype}")
+    full = np.broadcast_to(b, np.broadcast_shapes(b.shape, x.shape))
+    if full.shape != x.shape:
+        raise TinyccError(f"{where}: the constant of shape {list(b.shape)} broadcasts the "
+                          f"tensor {list(x.shape)} to {list(full.shape)}")
+    xc, n = by_channel(x.with_index(x.index.reshape(-1)), imp.ir.type(x.ir))
+    bv = per_element(full.reshape(-1).astype(np.int64), xc, 0, n)
+    if bv is None:
+        raise TinyccError(f"{where}: the constant differs within one channel of a feature map")
+    bv = np.asarray(bv, np.int64)
+    r_a, r_b = s_a / s_c, s_b / s_c
+    imp.reading = "integer"
+    if _cpu_has_avx2():
+        if not all(2.0 ** -14 <= r < 256.0 for r in (r_a, r_b)):
+            raise TinyccError(f"{where}: scale ratios {float(r_a)}, {float(r_b)} are outside "
+                              "2^-14..2^8, where onnxruntime's fixed-point QLinearAdd is undefined")
+        exponent = int((np.float32(max(r_a, r_b)).view(np.uint32) >> 23)) - 127
+        shift = 21 - exponent
+        m_a, m_b = (int(np.rint(np.float32(r) * np.float32(2.0 ** shift))) for r in (r_a, r_b))
+        const = m_b * bv - (m_a * z_a + m_b * z_b)
+        ops = [["fixed_point_add", m_a, _compact(const), shift, z_c, dtype]]
+    else:
+        fixed = np.float32(z_c) - (r_a * np.float32(z_a) + r_b * np.float32(z_b))
+        ops = [["dequantize", float(r_a), 0], ["add", float(fixed)],
+               ["add", _compact(bv.astype(np.float32) * r_b)], ["quantize", 1.0, 0, dtype]]
+    return [imp.requantize(Act(x.ir, x.index, "int32"), ops, dtype, where)]
+
+
+HANDLERS = {
+    "QLinearMatMul": qlinear_matmul,
+    "MatMulInteger": matmul_integer,
+    "QLinearConv": qlinear_conv,
+    "ConvInteger": conv_integer,
+}
+MS_HANDLERS = {
+    "QGemm": qgemm,
+    "QLinearAdd": qlinear_add,
+    "QLinearConv": qlinear_conv,
+}
