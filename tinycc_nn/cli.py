@@ -206,6 +206,8 @@ def cmd_verify(args) -> int:
         print(json.dumps(s))
     else:
         ref = "python reference" if str(args.model).endswith(".tir") else "onnxruntime"
+        if res.reading == "integer":
+            ref += " (integer reading: its fused integer kernels, default optimization level)"
         line = (f"{args.target}: {s['n']} inputs, {s['mismatches']} mismatches vs {ref}, "
                 f"argmax agree {s['argmax_agree']}/{s['n']}")
         if s["cycles_mean"] is not None:
@@ -215,6 +217,11 @@ def cmd_verify(args) -> int:
         print(line)
         if res.detail:
             print(f"first mismatch: {res.detail}")
+        if res.float_reading is not None:
+            f = res.float_reading
+            print(f"float reading (onnxruntime, optimizations off): {f['mismatches']}/{s['n']} "
+                  f"inputs differ, largest difference {f['max_lsb']:g} LSB, argmax agree "
+                  f"{f['argmax_agree']}/{s['n']}")
     return 0 if res.mismatches == 0 else 1
 
 

@@ -17,6 +17,8 @@ class VerifyResult:
     outputs: dict
     stats: dict
     detail: str = ""
+    reading: str = "float"          # which onnxruntime reading the outputs were compared with
+    float_reading: dict | None = None   # agreement with the float reading (integer models)
 
     def summary(self) -> dict:
         def mean(k):
@@ -27,7 +29,8 @@ class VerifyResult:
             v = self.stats.get(k)
             return None if v is None or len(v) == 0 else int(np.max(v))
         return {"n": self.n, "mismatches": self.mismatches, "argmax_agree": self.argmax_agree,
-                "first_mismatch": self.first_mismatch,
+                "first_mismatch": self.first_mismatch, "reading": self.reading,
+                "float_reading": self.float_reading,
                 "cycles_mean": mean("cycles"), "cycles_max": peak("cycles"),
                 "instructions_mean": mean("instructions")}
 
@@ -63,10 +66,44 @@ def compare(ours: dict, ref: dict) -> tuple:
 
 def verify_artifact(artifact, model_path, x, optimized_ort: bool = False,
                     progress=None) -> VerifyResult:
+    """Compare with onnxruntime.  A model compiled to its integer reading (float scales:
+    the kernels onnxruntime fuses, frontend/ort_graph.py) is compared with onnxruntime at
+    its default optimization level, and its agreement with the float reading (optimizations
+    off) is reported beside: what integer deployment costs."""
     ours, stats = artifact.run(x, with_stats=True, progress=progress)
     inp = artifact.graph.attrs(artifact.graph.inputs()[0])
-    ref = onnxruntime_outputs(model_path, x, inp, optimized=optimized_ort)
+    reading = inp.get("reading", "float")
+    ref = onnxruntime_outputs(model_path, x, inp, optimized=optimized_ort or reading == "integer")
     bad, detail = compare(ours, ref)
     agree = int((_class_of(ours) == _class_of(ref)).sum())
     first = int(np.argmax(bad)) if bad.any() else None
-    return VerifyResult(len(bad), int(bad.sum()), agree, first, ours, stats, detail)
+    float_reading = None
+    if reading == "integer":
+        plain = onnxruntime_outputs(model_path, x, inp, optimized=False)
+        float_reading = float_agreement(artifact.graph, ours, plain)
+    return VerifyResult(len(bad), int(bad.sum()), agree, first, ours, stats, detail,
+                        reading, float_reading)
+
+
+def float_agreement(graph, ours: dict, plain: dict) -> dict:
+    """How the compiled outputs differ from the float reading: samples that differ, the
+    largest difference in LSBs of each output's quantization step, argmax agreement."""
+    steps = {}
+    for node in graph.outputs():
+        attrs = graph.attrs(node)
+        deq = [op for op in attrs["float_ops"] if op[0] == "dequantize"]
+        step = np.asarray(deq[-1][1], np.float64).min() if deq else 1.0
+        steps[attrs["name"]] = step
+    n = len(next(iter(plain.values())))
+    differ = np.zeros(n, bool)
+    lsb = 0.0
+    for name, r in plain.items():
+        o = ours[name].reshape(n, -1).astype(np.float64)
+        r = r.reshape(n, -1).astype(np.float64)
+        if o.shape != r.shape:
+            continue
+        d = np.abs(o - r)
+        differ |= (d > 0).any(axis=1)
+        lsb = max(lsb, float(d.max(initial=0)) / steps.get(name, 1.0))
+    agree = int((_class_of(ours) == _class_of(plain)).sum())
+    return {"mismatches": int(differ.sum()), "max_lsb": round(lsb, 3), "argmax_agree": agree}
