@@ -1,0 +1,117 @@
+"""tinycc_nn/frontend/kernels.py and ort_graph.py: int8 models made by onnxruntime's
+quantizer (float scales) compile to onnxruntime's integer reading, bit-exactly.
+
+Every combination the issue names: QDQ and QOperator, per-tensor and per-channel weights,
+int8 and uint8 activations, MatMul (+ Add) and Gemm, with and without bias; a small CNN.
+A requantization whose double rounding (float32 product, then integer) no multiplier and
+shift reproduces is refused by the fit, naming the node; the test then draws the next
+model of the same kind, and at least one in three must compile.
+"""
+import itertools
+
+import numpy as np
+import pytest
+
+import ort_quant
+import tinycc_nn
+from tinycc_nn.errors import TinyccError
+
+COMBOS = list(itertools.product((False, True), (False, True), ("int8", "uint8"),
+                                (False, True), (False, True)))
+
+
+def _first_compiling(make, tmp_path, target="python", tries=3, **options):
+    """(model, artifact) for the first of `tries` seeds whose model compiles."""
+    refusals = []
+    for seed in range(tries):
+        model = make(np.random.default_rng(seed), tmp_path)
+        try:
+            return model, tinycc_nn.compile(model, target, **options)
+        except TinyccError as e:
+            assert "cannot requantize exactly" in str(e), str(e)
+            refusals.append(str(e))
+    pytest.fail("every seed refused: " + " | ".join(refusals))
+
+
+def _assert_matches_integer_reading(model, art, x):
+    ours = art.run(x)
+    ref = ort_quant.ort_default(model, x)
+    for name, want in zip([o.name for o in model.graph.output], ref):
+        got = ours[name].reshape(len(x), -1)
+        bad = np.flatnonzero((got != want.reshape(len(x), -1)).any(axis=1))
+        assert bad.size == 0, f"{name}: {bad.size}/{len(x)} differ, first {bad[0]}"
+
+
+@pytest.mark.parametrize("qoperator, per_channel, activations, gemm, bias", COMBOS,
+                         ids=lambda v: str(v))
+def test_quantize_static_mlps_match_onnxruntime(tmp_path, qoperator, per_channel, activations,
+                                                gemm, bias):
+    def make(rng, folder):
+        model = ort_quant.float_mlp(rng, [12, 8, 5], gemm=gemm, bias=bias)
+        calib = rng.normal(0, 1, (16, 12)).astype(np.float32)
+        return ort_quant.quantize(model, calib, folder, qoperator=qoperator,
+                                  per_channel=per_channel, activations=activations)
+    model, art = _first_compiling(make, tmp_path)
+    assert art.graph.attrs(art.graph.inputs()[0])["reading"] == "integer"
+    x = np.random.default_rng(9).normal(0, 1.5, (300, 12)).astype(np.float32)
+    _assert_matches_integer_reading(model, art, x)
+
+
+@pytest.mark.parametrize("qoperator, per_channel, activations", [
+    (False, True, "int8"), (True, False, "uint8"), (False, False, "uint8"), (True, True, "int8")])
+def test_quantize_static_mlps_on_ch32v003(tmp_path, qoperator, per_channel, activations):
+    def make(rng, folder):
+        model = ort_quant.float_mlp(rng, [10, 6, 4], gemm=per_channel)
+        calib = rng.normal(0, 1, (16, 10)).astype(np.float32)
+        return ort_quant.quantize(model, calib, folder, qoperator=qoperator,
+                                  per_channel=per_channel, activations=activations)
+    model, art = _first_compiling(make, tmp_path, "ch32v003", executor="host")
+    x = np.random.default_rng(4).normal(0, 1.5, (100, 10)).astype(np.float32)
+    _assert_matches_integer_reading(model, art, x)
+
+
+@pytest.mark.parametrize("qoperator, per_channel, activations", [
+    (False, False, "uint8"), (False, True, "int8"), (True, False, "uint8"), (True, True, "int8")])
+@pytest.mark.parametrize("target", ["python", "ch32v003"])
+def test_quantize_static_cnn(tmp_path, qoperator, per_channel, activations, target):
+    def make(rng, folder):
+        model = ort_quant.float_cnn(rng)
+        calib = rng.uniform(0, 1, (16, 1, 8, 8)).astype(np.float32)
+        return ort_quant.quantize(model, calib, folder, qoperator=qoperator,
+                                  per_channel=per_channel, activations=activations)
+    options = {"executor": "host"} if target == "ch32v003" else {}
+    model, art = _first_compiling(make, tmp_path, target, **options)
+    x = np.random.default_rng(2).uniform(-0.2, 1.2, (60, 1, 8, 8)).astype(np.float32)
+    _assert_matches_integer_reading(model, art, x)
+
+
+def test_verify_reports_both_readings(tmp_path):
+    from tinycc_nn.verify import verify_artifact
+
+    def make(rng, folder):
+        model = ort_quant.float_mlp(rng, [12, 8, 5])
+        return ort_quant.quantize(model, rng.normal(0, 1, (16, 12)).astype(np.float32), folder)
+    model, art = _first_compiling(make, tmp_path)
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    x = np.random.default_rng(1).normal(0, 2, (400, 12)).astype(np.float32)
+    res = verify_artifact(art, path, x)
+    assert res.reading == "integer" and res.mismatches == 0
+    f = res.summary()["float_reading"]
+    assert set(f) == {"mismatches", "max_lsb", "argmax_agree"}
+    assert 0 <= f["mismatches"] <= len(x) and f["max_lsb"] >= 0
+
+
+def test_power_of_two_models_keep_the_float_reading():
+    import qdq
+    rng = np.random.default_rng(0)
+    art = tinycc_nn.compile(qdq.build(qdq.random_mlp(rng)), "python")
+    assert "reading" not in art.graph.attrs(art.graph.inputs()[0])
+
+
+def test_fixed_point_add_rounds_half_away_from_zero():
+    from tinycc_nn.hostio import fixed_point_add
+    # (x * 1 + 0) / 4: 2/4 -> 1, -2/4 -> -1, 1/4 -> 0, 3/4 -> 1, -3/4 -> -1, -6/4 -> -2
+    got = fixed_point_add(np.array([2, -2, 1, 3, -3, -6]), 1, 0, 2, 0, "int8")
+    assert got.tolist() == [1, -1, 0, 1, -1, -2]
+    assert fixed_point_add(np.array([4000]), 1, 0, 2, 5, "int8").tolist() == [127]
