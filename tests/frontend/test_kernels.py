@@ -115,3 +115,15 @@ def test_fixed_point_add_rounds_half_away_from_zero():
     got = fixed_point_add(np.array([2, -2, 1, 3, -3, -6]), 1, 0, 2, 0, "int8")
     assert got.tolist() == [1, -1, 0, 1, -1, -2]
     assert fixed_point_add(np.array([4000]), 1, 0, 2, 5, "int8").tolist() == [127]
+
+
+@pytest.mark.parametrize("qoperator", [False, True])
+def test_quantize_static_mlp_on_pfs154(tmp_path, qoperator):
+    # per-tensor weights: the pdk backend needs one multiplier (times powers of two)
+    def make(rng, folder):
+        model = ort_quant.float_mlp(rng, [8, 4, 3])
+        calib = rng.normal(0, 1, (16, 8)).astype(np.float32)
+        return ort_quant.quantize(model, calib, folder, qoperator=qoperator, activations="uint8")
+    model, art = _first_compiling(make, tmp_path, "pfs154")
+    x = np.random.default_rng(6).normal(0, 1.5, (30, 8)).astype(np.float32)
+    _assert_matches_integer_reading(model, art, x)

@@ -116,8 +116,9 @@ def _integer_reading(model: onnx.ModelProto, label, warn, refusal: FloatScales):
                           "input and weights with QuantizeLinear/DequantizeLinear pairs it can "
                           "fuse, or use power-of-two scales (tinycc_nn.qat)") from None
     except TinyccError as e:
-        raise TinyccError(f"{refusal}; and the graph onnxruntime runs with integer kernels "
-                          f"is not supported: {e}") from None
+        raise TinyccError(f"{e} [scales that are not powers of two, e.g. {refusal.node}, so "
+                          "this is the integer reading: the graph onnxruntime runs with its "
+                          "integer kernels]") from None
     return graph
 
 

@@ -109,7 +109,19 @@ def requantize(imp, acc: Act, scale, y_zp, y_dtype: str, where: str) -> Act:
     """MlasRequantizeOutput: saturate(round_half_even(float32(acc) * scale) + y_zp)."""
     ops = [["dequantize", _compact(np.asarray(scale, np.float32)), 0],
            ["quantize", 1.0, int(y_zp), y_dtype]]
-    return imp.requantize(acc, ops, y_dtype, where)
+    try:
+        return imp.requantize(acc, ops, y_dtype, where)
+    except TinyccError as e:
+        raise TinyccError(
+            f"{e} (onnxruntime rounds twice here, float32(acc) * {_show(scale)} to float32 "
+            "and then to an integer, and for this channel no multiplier-and-shift gives the "
+            "same steps); to compile it, change that scale: quantize again with other "
+            "calibration data, or train with power-of-two scales (tinycc_nn.qat)") from None
+
+
+def _show(v) -> str:
+    v = np.asarray(v, np.float32).reshape(-1)
+    return f"{v[0].item():.9g}" if v.size == 1 else f"scale[c] ({v.size} channels)"
 
 
 def _out_type(args, k, where) -> tuple:

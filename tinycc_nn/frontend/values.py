@@ -25,6 +25,10 @@ class FloatScales(TinyccError):
     """A MatMul/Gemm/Conv whose float32 arithmetic (non-power-of-two scales) no integer
     program reproduces: the model has only its integer reading (ort_graph.py)."""
 
+    @property
+    def node(self) -> str:
+        return str(self).split(":", 1)[0]
+
 
 @dataclass
 class Const:
