@@ -61,6 +61,7 @@ class ConvGeometry:
     block: int          # output words per kernel call (accumulators)
     values: tuple       # the weight values the kernel has a case for
     digits: bool        # weights split into 16 * hi + lo (two taps each: wide value sets)
+    nibbles: bool = False   # two output channels' cases per byte (at most 16 cases)
 
     @property
     def half(self) -> int:
@@ -133,7 +134,8 @@ def geometry(graph: ir.Graph, node: str) -> ConvGeometry:
         lo = (w + 8) % 16 - 8
         values = sorted({int(v) for v in lo.ravel()} | {int(v) for v in (w - lo).ravel()})
     return ConvGeometry(cin, h, wd, m, cg, kh, kw, a["group"], *a["strides"], a["pads"][0],
-                        a["pads"][1], ho, wo, lanes, _block_size(wo), tuple(values), digits)
+                        a["pads"][1], ho, wo, lanes, _block_size(wo), tuple(values), digits,
+                        nibbles=len(values) <= 16)
 
 
 def mac_name(g: ConvGeometry) -> str:
@@ -236,7 +238,12 @@ def pack_source(ctx: Ctx, node: str, g: ConvGeometry, xt: str, fn: str) -> str:
     x0 = f"(uint32_t)(int32_t)x[o + i]"
     x1 = f"(uint32_t)(int32_t)x[o + {dist} + i]"
     two = g.lanes == 2
-    fast = (f"for (int i = 0; i < {inner}; i++)\n    *p++ = {x0}" + (f" + ({x1} << 16);" if two else ";"))
+    # four words per iteration: a taken branch costs as much as the word itself
+    by = 4 if inner % 4 == 0 else 2 if inner % 2 == 0 else 1
+    fast = (f"for (int i = 0; i < {inner}; i += {by}, p += {by}) {{\n"
+            + "\n".join(f"    p[{u}] = {x0.replace('i]', f'i + {u}]')}"
+                         + (f" + ({x1.replace('i]', f'i + {u}]')} << 16);" if two else ";") for u in range(by))
+            + "\n}")
     slow = (f"for (int i = 0; i < {inner}; i++) {{\n"
             f"    uint32_t v0 = in0 ? {x0} : pad;\n"
             + (f"    uint32_t v1 = in1 ? {x1} : pad;\n" if two else "")
@@ -282,10 +289,17 @@ def emit_qconv(ctx: Ctx, node: str, prepack: bool = True) -> ChannelOp:
     cn = c_name(node)
     xt, yt = ctx.ctype[x], ctx.ctype[node]
     if ctx.multiply and w.min() >= -128 and w.max() <= 127:
-        g.digits = False
+        g.digits = g.nibbles = False
         codes = mod.array(f"nn_k_{cn}", w.reshape(g.m, -1), f"%{node}: weights per (output channel, "
                           "input channel, ky, kx)", "int8_t")
         mac = mod.kernel(mul_name(g), mul_source(g))
+    elif g.nibbles:             # channels 2k and 2k + 1 in the low and high nibbles
+        k = g.codes(w)
+        k = np.concatenate([k, np.zeros((g.m % 2, k.shape[1]), np.int64)])
+        codes = mod.array(f"nn_k_{cn}", k[0::2] + 16 * k[1::2], f"%{node}: case of each weight "
+                          "per (output channel pair, input channel, ky, kx), even channel in "
+                          "the low nibble", "uint8_t")
+        mac = mod.kernel(mac_name(g), mac_source(g))
     else:
         codes = mod.array(f"nn_k_{cn}", g.codes(w), f"%{node}: case of each weight"
                           + (" (lo and 16 * hi digit)" if g.digits else "")
@@ -319,7 +333,15 @@ def emit_qconv(ctx: Ctx, node: str, prepack: bool = True) -> ChannelOp:
         add_k = " + k0"
     taps = g.taps
     wt = "int8_t" if mac.startswith("nn_cmul") else "uint8_t"
-    wptr = f"{codes} + {K.mul_const('(uint32_t)c', taps)}" if g.m > 1 else codes
+    if g.nibbles:       # unpack channel c's cases once (the kernel reads a byte per tap)
+        wptr = "cases"
+        unpack = [f"uint8_t cases[{taps}];",
+                  f"const uint8_t *wp = {codes} + {K.mul_const('((uint32_t)c >> 1)', taps)};",
+                  "unsigned sh = (unsigned)(c & 1) << 2;",
+                  f"for (int i = 0; i < {taps}; i++)\n    cases[i] = (uint8_t)((wp[i] >> sh) & 15);"]
+    else:
+        wptr = f"{codes} + {K.mul_const('(uint32_t)c', taps)}" if g.m > 1 else codes
+        unpack = []
     b = g.block
     per = g.kh * g.kw * (2 if g.digits else 1) if g.split_channels else taps
     if g.split_channels:
@@ -344,9 +366,9 @@ def emit_qconv(ctx: Ctx, node: str, prepack: bool = True) -> ChannelOp:
     rows = ([low] if low else []) + [
         "const nn_u32a *pb = prow;",
         f"for (int col = 0; col < {g.wo}; col += {b}, pb += {b * g.sw}) {{\n" + _indent(block, 4) + "\n}"]
-    body = init_lines + [f"const {wt} *w = {wptr};", "const nn_u32a *prow = p;",
-                         f"for (int oy = 0; oy < {g.half}; oy++, prow += {g.sh * g.cols}, y += {g.wo}) {{\n"
-                         + _indent(rows, 4) + "\n}"]
+    body = init_lines + unpack + [f"const {wt} *w = {wptr};", "const nn_u32a *prow = p;",
+                                  f"for (int oy = 0; oy < {g.half}; oy++, prow += {g.sh * g.cols}, y += {g.wo}) {{\n"
+                                  + _indent(rows, 4) + "\n}"]
     kind = {g.cin: "group 1"}.get(g.cg, "depthwise" if g.cg == 1 and g.group == g.cin else f"group {g.group}")
     desc = (f"%{node} = qconv(%{x}, %{wname}): {g.cin}x{g.h}x{g.w} -> {g.m}x{g.ho}x{g.wo}, "
             f"{g.kh}x{g.kw} stride {g.sh}x{g.sw}, {kind}, weights {w.min()}..{w.max()};\n"
