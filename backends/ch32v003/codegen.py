@@ -110,6 +110,13 @@ def _arena(graph: ir.Graph, ctype: dict, direct: str | None, tables: bool, prepa
                                         conv_scratch(graph, n, prepack))
     keyed = {f"{n}\0{what}": v for (n, what), v in intervals.items()}
     offsets, peak = plan(keyed)
+    # first fit can strand a long-lived map above short-lived planes (the dense layers'
+    # tables then go on top of it): also try each map that outlives a channel loop at 0
+    for key in [f"{chain[-1]}\0value" for chain in loops(graph).values()]:
+        if key in keyed:
+            o, p = plan(keyed, {key: 0})
+            if p < peak:
+                offsets, peak = o, p
     return {tuple(k.split("\0")): off for k, off in offsets.items()}, peak
 
 
