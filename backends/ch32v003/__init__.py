@@ -27,6 +27,9 @@ from .codegen import generate
 from .csource import SIZEOF
 
 
+STACK_RESERVE = 256      # bytes of RAM kept for the stack when choosing the faster, bigger layout
+
+
 class _Outputs:
     """Maps the firmware's (class, output vector) to the graph's output nodes."""
 
@@ -122,8 +125,10 @@ class Ch32v003Backend(Backend):
         in_bytes = graph.type(graph.inputs()[0]).size * SIZEOF[cm.input_ctype]
         out_bytes = cm.output_size * SIZEOF[cm.output_ctype]
         note = None
-        if firmware.static_ram(cm, in_bytes, out_bytes) > ram:
+        if firmware.static_ram(cm, in_bytes, out_bytes) + STACK_RESERVE > ram:
             # a conv may pack its input one group at a time instead of all channels at once
+            # (slower, but the packed input no longer lives through the whole channel loop);
+            # the reserve keeps the stack measured later (140-180 B for CNNs) from overflowing
             cm = generate(graph, **settings, prepack=False)
             note = "convolutions repack their input for every output channel (RAM)"
         if firmware.static_ram(cm, in_bytes, out_bytes) > ram:
