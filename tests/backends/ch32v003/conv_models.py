@@ -5,6 +5,7 @@ depthwise 3x3 with per-channel scales -> AveragePool -> Flatten on 12x12 inputs.
 `bitnet_cnn()`: the shape of BitNetMCU's CNN: 16x16 input, conv 3x3 1->C valid,
 depthwise 3x3, maxpool 2, depthwise 3x3, maxpool 2, FC 4C-96-64-10 (2-bit fc1,
 4-bit after) and an ArgMax, random small weights (4-bit convs).
+`mnist16_cnn()`: the same shape as the QAT toolkit exports it (examples/mnist16x16_cnn).
 
     python tests/backends/ch32v003/conv_models.py [ch32v003|ch32v002 ...]
 
@@ -93,11 +94,46 @@ def bitnet_cnn(channels: int = 64, seed: int = 0):
     return model, rng.uniform(-1, 1, (16, 1, 16, 16)).astype(np.float32)
 
 
+def _conv_per_channel(g, x, w, exps, group=1, **attrs):
+    """Conv with per-output-channel power-of-two weight scales (2^exps[c])."""
+    wd = g.node("DequantizeLinear", [g.const(w.astype(np.int8), "w"),
+                                     g.const((2.0 ** np.asarray(exps)).astype(np.float32)),
+                                     g.const(np.zeros(len(exps), np.int8))], axis=0)
+    return g.node("Conv", [x, wd], group=group, **attrs)
+
+
+def mnist16_cnn(seed: int = 0):
+    """(model, inputs [n, 1, 16, 16]): the shape tinycc_nn.qat exports for
+    examples/mnist16x16_cnn: uint8 input, 4-bit conv weights with per-channel power-of-two
+    scales (conv 3x3 1->64, depthwise, maxpool, depthwise, maxpool), FC 256-96-64-10 with
+    2-bit odd fc1 {-3,-1,1,3} and 4-bit odd weights after, random weights."""
+    rng = np.random.default_rng(seed)
+    g = _G()
+    c = 64
+    x = g.qdq("x", -8, "uint8", 0)                                     # x in [0, 1)
+    for k, (group, exp_out) in enumerate([(1, -4), (c, -3), (c, -2)]):
+        w = rng.integers(-8, 8, (c, 1, 3, 3))
+        x = _conv_per_channel(g, x, w, rng.integers(-5, -2, c), group=group, kernel_shape=[3, 3])
+        x = g.qdq(g.node("Relu", [x]), exp_out, "uint8", 0)
+        if k:
+            x = g.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
+    x = g.node("Flatten", [x])
+    odd4 = np.arange(-7, 8, 2)
+    x = g.qdq(g.node("Relu", [_fc(g, x, rng.choice([-3, -1, 1, 3], (4 * c, 96)), -3)]), -1, "uint8", 0)
+    x = g.qdq(g.node("Relu", [_fc(g, x, rng.choice(odd4, (96, 64)), -4)]), -1, "uint8", 0)
+    x = g.qdq(_fc(g, x, rng.choice(odd4, (64, 10)), -4), 0, "int8", 0)
+    cls = g.node("ArgMax", [x], axis=1, keepdims=1)
+    model = _model(g, "mnist16_cnn", [1, 16, 16], [(x, TensorProto.FLOAT, ["N", 10]),
+                                                  (cls, TensorProto.INT64, ["N", 1])])
+    return model, rng.uniform(0, 1, (16, 1, 16, 16)).astype(np.float32)
+
+
 if __name__ == "__main__":
     import tinycc_nn
     for target in sys.argv[1:] or ["ch32v003"]:
-        model, _ = bitnet_cnn()
-        r = tinycc_nn.compile(model, target).report
-        print(f"{target}: flash {r['rom_used']} B (firmware {r['rom_firmware']}), RAM {r['ram_used']} B "
-              f"(stack {r['ram_stack']}), {r['cycles_per_inference']:,} cycles, "
-              f"{r['instructions_per_inference']:,} instructions")
+        for build in (bitnet_cnn, mnist16_cnn):
+            model, _ = build()
+            r = tinycc_nn.compile(model, target).report
+            print(f"{target} {build.__name__}: flash {r['rom_used']} B (firmware {r['rom_firmware']}), "
+                  f"RAM {r['ram_used']} B (stack {r['ram_stack']}), {r['cycles_per_inference']:,} cycles, "
+                  f"{r['instructions_per_inference']:,} instructions")
