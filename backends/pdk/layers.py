@@ -142,7 +142,9 @@ def plan_dense(graph, name: str, where: str) -> DensePlan:
         mults = sorted(set(per_channel(a["mult"], n).tolist()))
         raise TinyccError(f"{where}: per-channel multipliers {mults[:4]} are not one "
                           "multiplier times powers of two, which the pdk backend needs "
-                          "(it has no per-neuron multiply)")
+                          "(it has no per-neuron multiply); quantize the weights per tensor "
+                          "(onnxruntime's quantize_static(per_channel=False)), or with "
+                          "per-channel scales that differ by powers of two")
     mult, rnd, shifts, up = scaled
     varied = bool((shifts != shifts[0]).any())   # per-channel weight scales: each neuron's
     assert not (varied and (shifts <= 0).any())  # shift count comes from its table row

@@ -3,9 +3,9 @@ quantizer (float scales) compile to onnxruntime's integer reading, bit-exactly.
 
 Every combination the issue names: QDQ and QOperator, per-tensor and per-channel weights,
 int8 and uint8 activations, MatMul (+ Add) and Gemm, with and without bias; a small CNN.
-A requantization whose double rounding (float32 product, then integer) no multiplier and
-shift reproduces is refused by the fit, naming the node; the test then draws the next
-model of the same kind, and at least one in three must compile.
+A requantization whose double rounding (float32 product, then integer) neither one
+multiplier-and-shift nor two requantizations in a row reproduce is refused, naming the
+node; the test then draws the next model of the same kind, and one in three must compile.
 """
 import itertools
 
