@@ -127,3 +127,32 @@ def test_quantize_static_mlp_on_pfs154(tmp_path, qoperator):
     model, art = _first_compiling(make, tmp_path, "pfs154")
     x = np.random.default_rng(6).normal(0, 1.5, (30, 8)).astype(np.float32)
     _assert_matches_integer_reading(model, art, x)
+
+
+def _qlinear_matmul_model(scale: float, k: int = 20, n: int = 3):
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    w = rng.integers(-128, 128, (k, n)).astype(np.int8)
+    inits = [numpy_helper.from_array(np.asarray(v, dt), name) for v, dt, name in (
+        (1.0, np.float32, "one"), (0, np.int8, "zero"), (w, np.int8, "w"),
+        (scale, np.float32, "ws"))]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "one", "zero"], ["xq"]),
+             helper.make_node("QLinearMatMul", ["xq", "one", "zero", "w", "ws", "zero",
+                                                "one", "zero"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "one", "zero"], ["y"])]
+    graph = helper.make_graph(nodes, "qlm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", n])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_double_rounding_compiles_as_two_requants():
+    # float32(acc) * 0.0027169634 rounds to float32 first: no single multiplier-and-shift
+    # gives onnxruntime's steps, a fixed-grid double rounding does
+    model = _qlinear_matmul_model(0.0027169634122401476)
+    art = tinycc_nn.compile(model, "python", stop_after="import")
+    assert len(list(art.graph.nodes_of("requant"))) == 2
+    art = tinycc_nn.compile(model, "python")
+    rng = np.random.default_rng(3)
+    x = rng.integers(-128, 128, (4000, 20)).astype(np.float32)
+    x[:1000] = rng.choice([-128.0, 127.0], (1000, 20))
+    _assert_matches_integer_reading(model, art, x)
