@@ -43,3 +43,16 @@ def test_scales_leaving_float32_are_refused_by_node(x_exp, w_exp, y_exp, fragmen
 def test_scales_at_the_edges_of_float32_compile_exactly(x_exp, w_exp, y_exp):
     x = float_inputs(np.random.default_rng(1), 40, [4], 2.0 ** x_exp)
     assert_bit_exact(_model(x_exp, w_exp, y_exp), x)
+
+
+@pytest.mark.parametrize("k", [5, 128])
+def test_gemm_float_bias_off_the_grid_is_added_once(k):
+    # onnxruntime's sgemm adds C once to the exact sum of a K block (up to 128 wide)
+    rng = np.random.default_rng(k)
+    net = Net()
+    xq = net.quant(net.input("x", ["N", k]), 2.0 ** -5)
+    c = net.const(np.asarray(rng.normal(0, 1, 3), np.float32), "C")
+    y = net.add("Gemm", [xq, net.weight(rng.integers(-8, 8, (k, 3)), 2.0 ** -3), c], out="gemm")
+    net.output(net.quant(net.add("Relu", [y]), 2.0 ** -2), ["N", 3])
+    x = float_inputs(rng, 200, [k], 2.0 ** -5)
+    assert_bit_exact(net.model(), x, optimized=(False,))

@@ -18,6 +18,7 @@ from .ort_graph import integer_graph
 from .values import FloatScales
 
 MIN_OPSET = 13
+FLOAT_LINEAR = {"MatMul", "Gemm", "Conv", "FusedGemm", "FusedMatMul", "FusedConv"}
 
 
 def read_model(source) -> onnx.ModelProto:
@@ -110,12 +111,17 @@ def _integer_reading(model: onnx.ModelProto, label, warn, refusal: FloatScales):
     fused = integer_graph(model, label)
     try:
         graph = Importer(fused, warn).run()
-    except FloatScales as e:
-        raise TinyccError(f"{e}; onnxruntime fuses no integer kernel here either (it runs "
-                          "this node in float32 at every optimization level), so quantize its "
-                          "input and weights with QuantizeLinear/DequantizeLinear pairs it can "
-                          "fuse, or use power-of-two scales (tinycc_nn.qat)") from None
     except TinyccError as e:
+        left = [n for n in fused.graph.node if n.op_type in FLOAT_LINEAR]
+        if left or isinstance(e, FloatScales):
+            what = f"{left[0].op_type} '{left[0].name}'" if left else "it"
+            raise TinyccError(
+                f"{refusal}; and onnxruntime runs {what} in float32 at every optimization level "
+                "too (it fuses a QDQ MatMul/Gemm/Conv into an integer kernel only when it sees "
+                "the whole group: quantized input and weights, a bias, if any, as int32 behind a "
+                "DequantizeLinear, a QuantizeLinear after), so no integer program can match it: "
+                "quantize the float model with onnxruntime's quantize_static (which writes such "
+                "groups), or use power-of-two scales (tinycc_nn.qat)") from None
         raise TinyccError(f"{e} [scales that are not powers of two, e.g. {refusal.node}, so "
                           "this is the integer reading: the graph onnxruntime runs with its "
                           "integer kernels]") from None

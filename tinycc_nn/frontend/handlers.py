@@ -266,6 +266,18 @@ def gemm(imp, node, args, where, attrs):
         c = _const(args, 2, where, "C (the bias)")
         bias = np.broadcast_to(c.value.astype(np.float32) * np.float32(beta),
                                (1, w.value.shape[1])).reshape(-1)
+    if bias is not None and not linear.on_accumulator_grid(imp, xt, w, bias, alpha):
+        if rows.size > linear.SGEMM_STRIDE_K:
+            raise TinyccError(f"{where}: its float bias is not on the accumulator grid "
+                              f"(scale_x * scale_w) and K = {rows.size} > "
+                              f"{linear.SGEMM_STRIDE_K}, where onnxruntime adds partial sums "
+                              "to it block by block, rounding each time; quantize the bias to "
+                              "int32 with DequantizeLinear(scale = scale_x * scale_w), or "
+                              "export MatMul + Add")
+        # onnxruntime's sgemm adds C once to the exact product sum of one K block
+        acc = linear.emit_matmul(imp, xt, w, rows, (1, w.value.shape[1]), where, node.output[0],
+                                 alpha=alpha)
+        return [Act(acc.ir, acc.index, acc.dtype, acc.ops + [["add", _scalar_or_list(bias)]])]
     return [linear.emit_matmul(imp, xt, w, rows, (1, w.value.shape[1]), where, node.output[0],
                                bias=bias, alpha=alpha)]
 

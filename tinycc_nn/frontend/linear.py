@@ -15,6 +15,7 @@ from ..ir import channel_range
 from .values import Act, Const, FloatScales, is_pow2
 
 EXACT_LIMIT = 1 << 24
+SGEMM_STRIDE_K = 128   # MLAS's sgemm sums K in blocks of 128 (mlasi.h MLAS_SGEMM_STRIDEK)
 TINIEST = 2.0 ** -149          # float32's smallest denormal
 LARGEST = 2.0 ** 128           # every float32 below it with 24 significant bits is exact
 
@@ -95,6 +96,14 @@ def weight_integers(w: Const, where: str):
                           "integer program can match them bit-exactly")
     ints = np.asarray(w.qint, np.int64) - np.asarray(w.qzp, np.int64)
     return ints, units
+
+
+def on_accumulator_grid(imp, x: Act, w: Const, bias, alpha: float) -> bool:
+    """Whether a float bias is an integer number of accumulator units (scale_x * scale_w)."""
+    units = weight_integers(w, "")[1]
+    unit = next((float(np.asarray(op[1]).flat[0]) for op in x.ops if op[0] == "dequantize"), 1.0)
+    b = np.broadcast_to(np.asarray(bias, np.float64), units.shape) / (unit * units * alpha)
+    return bool((np.floor(b) == b).all() and np.abs(b).max() < EXACT_LIMIT)
 
 
 def emit_matmul(imp, x: Act, w: Const, rows: np.ndarray, out_shape, where: str, name: str,
