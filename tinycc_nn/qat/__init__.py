@@ -17,6 +17,7 @@ import numpy as np
 
 _EXPORTS = {
     "ActQuant": "quantizers", "QLinear": "layers", "mlp": "layers", "SCHEMES": "schemes",
+    "QConv2d": "conv", "conv_weight_bytes": "conv",
     "WeightScheme": "schemes", "build_onnx": "export", "export_onnx": "export",
     "choose_widths": "budget", "weight_bytes": "budget",
 }
