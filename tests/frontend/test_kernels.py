@@ -85,6 +85,20 @@ def test_quantize_static_cnn(tmp_path, qoperator, per_channel, activations, targ
     _assert_matches_integer_reading(model, art, x)
 
 
+@pytest.mark.parametrize("qoperator", [False, True])
+@pytest.mark.parametrize("target", ["python", "ch32v003"])
+def test_quantize_static_cnn_with_global_average_pool(tmp_path, qoperator, target):
+    # onnxruntime runs com.microsoft QLinearGlobalAveragePool: an int32 sum, requantized
+    def make(rng, folder):
+        model = ort_quant.float_cnn(rng, channels=4, pool="GlobalAveragePool")
+        calib = rng.uniform(0, 1, (16, 1, 8, 8)).astype(np.float32)
+        return ort_quant.quantize(model, calib, folder, qoperator=qoperator, per_channel=True)
+    options = {"executor": "host"} if target == "ch32v003" else {}
+    model, art = _first_compiling(make, tmp_path, target, **options)
+    x = np.random.default_rng(8).uniform(-0.2, 1.2, (60, 1, 8, 8)).astype(np.float32)
+    _assert_matches_integer_reading(model, art, x)
+
+
 def test_verify_reports_both_readings(tmp_path):
     from tinycc_nn.verify import verify_artifact
 

@@ -1,6 +1,6 @@
 """onnxruntime's integer kernels: QLinearMatMul, MatMulInteger, QGemm, QLinearConv,
-ConvInteger (ONNX) and QGemm, QLinearAdd (com.microsoft), with exactly the arithmetic of
-its CPU kernels (MLAS, onnxruntime 1.2x-1.3x; file names below are in its source tree).
+ConvInteger (ONNX) and QGemm, QLinearAdd, QLinearGlobalAveragePool (com.microsoft), with
+exactly the arithmetic of its CPU kernels (MLAS, onnxruntime 1.2x-1.3x; file names below are in its source tree).
 
 These are what onnxruntime's quantizer writes in QOperator format, and what onnxruntime
 fuses a QDQ graph into at its default optimization level (ort_graph.py), so they define
@@ -315,6 +315,28 @@ def conv_integer(imp, node, args, where, attrs):
     return [_conv(imp, node, args, where, attrs, x, x_zp, w, None)]
 
 
+def qlinear_global_average_pool(imp, node, args, where, attrs):
+    """MlasQLinearGlobalAveragePool: acc = sum(x) - x_zp * H*W in int32, requantized with
+    scale = x_scale / (y_scale * float32(H*W))."""
+    if attrs.get("channels_last", 0):
+        raise TinyccError(f"{where}: channels_last=1 is not supported (NCHW maps only)")
+    x = _int_act(args, 0, where, "X")
+    c, h, w = window._map_shape(imp, x, where, node.op_type)
+    x_s = _scale(_scalar(_const(args, 1, where, "x_scale"), where, "x_scale"), where, "x_scale")
+    x_zp = int(_scalar(_const(args, 2, where, "x_zero_point"), where, "x_zero_point"))
+    y_s = _scale(_scalar(_const(args, 3, where, "y_scale"), where, "y_scale"), where, "y_scale")
+    y_zp, y_dtype = _out_type(args, 4, where)
+    name = node.output[0]
+    acc = imp.emit("sumpool", name, [x.ir], {"in_shape": [c, h, w], "kernel": [h, w],
+                                             "strides": [1, 1], "pads": [0, 0, 0, 0],
+                                             "pad_value": int(x_zp)})
+    if x_zp:
+        acc = imp.emit("bias_add", name + ".bias", [acc], {"bias": -x_zp * h * w})
+    imp.reading = "integer"
+    scale = x_s / (y_s * np.float32(h * w))
+    return [requantize(imp, window._map_act(acc, imp, [], "int32"), scale, y_zp, y_dtype, where)]
+
+
 def _cpu_has_avx2() -> bool:
     try:
         from numpy._core._multiarray_umath import __cpu_features__ as features
@@ -375,5 +397,6 @@ HANDLERS = {
 MS_HANDLERS = {
     "QGemm": qgemm,
     "QLinearAdd": qlinear_add,
+    "QLinearGlobalAveragePool": qlinear_global_average_pool,
     "QLinearConv": qlinear_conv,
 }
