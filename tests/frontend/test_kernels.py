@@ -170,3 +170,15 @@ def test_double_rounding_compiles_as_two_requants():
     x = rng.integers(-128, 128, (4000, 20)).astype(np.float32)
     x[:1000] = rng.choice([-128.0, 127.0], (1000, 20))
     _assert_matches_integer_reading(model, art, x)
+
+
+def test_dynamic_quantization_is_refused_with_what_to_do(tmp_path):
+    import logging
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    onnx.save(ort_quant.float_mlp(np.random.default_rng(0), [6, 4, 3]), tmp_path / "f.onnx")
+    logging.getLogger().setLevel(logging.ERROR)
+    quantize_dynamic(str(tmp_path / "f.onnx"), str(tmp_path / "d.onnx"), weight_type=QuantType.QInt8)
+    with pytest.raises(TinyccError, match="dynamic quantization .* quantize_static"):
+        tinycc_nn.compile(str(tmp_path / "d.onnx"), "python")

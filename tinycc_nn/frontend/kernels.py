@@ -388,15 +388,24 @@ def qlinear_add(imp, node, args, where, attrs):
     return [imp.requantize(Act(x.ir, x.index, "int32"), ops, dtype, where)]
 
 
+def dynamic_quantization(imp, node, args, where, attrs):
+    raise TinyccError(f"{where}: dynamic quantization computes the input's scale at run time "
+                      "from its values, which no fixed integer program does; quantize the float "
+                      "model with onnxruntime's quantize_static (calibrated, fixed scales)")
+
+
 HANDLERS = {
     "QLinearMatMul": qlinear_matmul,
     "MatMulInteger": matmul_integer,
     "QLinearConv": qlinear_conv,
     "ConvInteger": conv_integer,
+    "DynamicQuantizeLinear": dynamic_quantization,
 }
 MS_HANDLERS = {
     "QGemm": qgemm,
     "QLinearAdd": qlinear_add,
     "QLinearGlobalAveragePool": qlinear_global_average_pool,
     "QLinearConv": qlinear_conv,
+    "DynamicQuantizeMatMul": dynamic_quantization,
+    "MatMulIntegerToFloat": dynamic_quantization,
 }
