@@ -380,6 +380,11 @@ def qlinear_add(imp, node, args, where, attrs):
         shift = 21 - exponent
         m_a, m_b = (int(np.rint(np.float32(r) * np.float32(2.0 ** shift))) for r in (r_a, r_b))
         const = m_b * bv - (m_a * z_a + m_b * z_b)
+        lo, hi = channel_range(imp.ir, x.ir)
+        ends = np.stack([m_a * lo + const, m_a * hi + const])
+        if np.abs(ends).max() >= INT32:
+            raise TinyccError(f"{where}: the fixed-point sum can reach {int(np.abs(ends).max())}, "
+                              "beyond 2^31, where onnxruntime's int32 arithmetic wraps around")
         ops = [["fixed_point_add", m_a, _compact(const), shift, z_c, dtype]]
     else:
         fixed = np.float32(z_c) - (r_a * np.float32(z_a) + r_b * np.float32(z_b))
