@@ -163,3 +163,11 @@ def ort_run(model: onnx.ModelProto, x: np.ndarray, optimized: bool = False) -> l
         return sess.run(None, {name: x})
     outs = [sess.run(None, {name: x[i:i + 1]}) for i in range(len(x))]
     return [np.concatenate([o[k] for o in outs]) for k in range(len(outs[0]))]
+
+
+def assert_outputs_equal(outs: dict, ref: list, n: int, seed) -> None:
+    """Every compiled output (Artifact.run's dict) equals onnxruntime's, dtype and bits."""
+    for (name, got), want in zip(outs.items(), ref):
+        got, want = got.reshape(n, -1), want.reshape(n, -1)
+        assert got.dtype == want.dtype, name
+        assert np.array_equal(got, want), f"seed {seed}, output {name}"

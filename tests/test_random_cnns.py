@@ -22,10 +22,7 @@ def _check(seed: int, optimized: bool) -> None:
         return
     outs = art.run(x)
     ref = qdq.ort_run(model, x, optimized=optimized)
-    for (name, got), want in zip(outs.items(), ref):
-        got, want = got.reshape(len(x), -1), want.reshape(len(x), -1)
-        assert got.dtype == want.dtype, name
-        assert np.array_equal(got, want), f"seed {seed}, output {name}"
+    qdq.assert_outputs_equal(outs, ref, len(x), seed)
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinycc_nn.qat.layers import BIAS_RANGE
-from tinycc_nn.qat.quantizers import SCALE_SEARCH, ActQuant, quantize_levels, round_ste, weight_exponent
+from tinycc_nn.qat.layers import BIAS_RANGE, quantize_bias
+from tinycc_nn.qat.quantizers import SCALE_SEARCH, ActQuant, quantize_levels, weight_exponent
 from tinycc_nn.qat.schemes import WeightScheme, get_scheme
 
 
@@ -117,12 +117,7 @@ class QConv2d(nn.Module):
         return w + (snapped - w).detach() if w.requires_grad else snapped
 
     def _bias(self, acc_exponent: torch.Tensor) -> torch.Tensor | None:
-        if self.bias is None:
-            return None
-        s = torch.exp2(acc_exponent)
-        if self.training:
-            return round_ste(torch.clamp(self.bias / s, *BIAS_RANGE)) * s
-        return torch.clamp(torch.round(self.bias.detach() / s), *BIAS_RANGE) * s
+        return quantize_bias(self.bias, acc_exponent, self.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.input_quant(x)

@@ -23,6 +23,17 @@ from tinycc_nn.qat.schemes import WeightScheme, get_scheme
 BIAS_RANGE = (-(2**24 - 1), 2**24 - 1)
 
 
+def quantize_bias(bias, acc_exponent: torch.Tensor, training: bool):
+    """The bias on the accumulator grid 2**acc_exponent, saturated to BIAS_RANGE: rounded
+    through a straight-through estimator in training, half to even (as exported) in eval."""
+    if bias is None:
+        return None
+    s = torch.exp2(acc_exponent)
+    if training:
+        return round_ste(torch.clamp(bias / s, *BIAS_RANGE)) * s
+    return torch.clamp(torch.round(bias.detach() / s), *BIAS_RANGE) * s
+
+
 @dataclass(frozen=True)
 class QuantizedLinear:
     """The integer content of a QLinear: what the exporter writes, nothing else."""
@@ -85,12 +96,7 @@ class QLinear(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _bias(self, acc_exponent: torch.Tensor) -> torch.Tensor | None:
-        if self.bias is None:
-            return None
-        s = torch.exp2(acc_exponent)
-        if self.training:
-            return round_ste(torch.clamp(self.bias / s, *BIAS_RANGE)) * s
-        return torch.clamp(torch.round(self.bias.detach() / s), *BIAS_RANGE) * s
+        return quantize_bias(self.bias, acc_exponent, self.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.input_quant(x)
