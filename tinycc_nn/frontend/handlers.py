@@ -10,22 +10,9 @@ from ..ir import channel_range
 from . import kernels, linear, window
 from .values import DATA_MOVEMENT
 from .values import QDTYPES, Act, Const, by_channel, per_element
+from .values import arg_act as _act, arg_const as _const, runtime_act as _float_act
 
 ONNX_QDTYPE = {3: "int8", 2: "uint8", 5: "int16", 4: "uint16", 22: "int4", 21: "uint4"}
-
-
-def _act(args, k, where, what="input") -> Act:
-    a = args[k] if k < len(args) else None
-    if not isinstance(a, Act):
-        raise TinyccError(f"{where}: {what} {k} must be a runtime tensor")
-    return a
-
-
-def _const(args, k, where, what) -> Const:
-    a = args[k] if k < len(args) else None
-    if not isinstance(a, Const):
-        raise TinyccError(f"{where}: {what} must be a constant")
-    return a
 
 
 def _quant_params(imp, x: Act, args, attrs, where):
@@ -78,13 +65,6 @@ def dequantize_linear(imp, node, args, where, attrs):
         raise TinyccError(f"{where}: dequantizes a {x.dtype} tensor (need an integer tensor)")
     s, z, _ = _quant_params(imp, x, args, attrs, where)
     return [Act(x.ir, x.index, "float32", [["dequantize", s, z]])]
-
-
-def _float_act(args, where) -> Act:
-    x = _act(args, 0, where)
-    if x.ir is None:
-        raise TinyccError(f"{where}: the model input must be quantized (QuantizeLinear) first")
-    return x
 
 
 def _show(v) -> str:

@@ -98,3 +98,28 @@ def per_element(param, act: Act, axis: int, size: int):
     if not seen.all():
         return None
     return out.tolist()
+
+# operands of an ONNX node, as the operator handlers take them -------------------------
+
+def arg_act(args, k, where, what="input") -> Act:
+    """Operand k, which must be a runtime tensor."""
+    a = args[k] if k < len(args) else None
+    if not isinstance(a, Act):
+        raise TinyccError(f"{where}: {what} {k} must be a runtime tensor")
+    return a
+
+
+def arg_const(args, k, where, what) -> Const:
+    """Operand k, which must be a constant."""
+    a = args[k] if k < len(args) else None
+    if not isinstance(a, Const):
+        raise TinyccError(f"{where}: {what} must be a constant")
+    return a
+
+
+def runtime_act(args, where) -> Act:
+    """Operand 0, a runtime tensor computed from the quantized input."""
+    x = arg_act(args, 0, where)
+    if x.ir is None:
+        raise TinyccError(f"{where}: the model input must be quantized (QuantizeLinear) first")
+    return x

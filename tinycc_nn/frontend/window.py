@@ -22,6 +22,7 @@ from ..errors import TinyccError
 from ..ir import channel_range, window_out_hw
 from . import linear
 from .values import Act, Const, FloatScales
+from .values import arg_act as _act, arg_const as _const, runtime_act as _float_act
 
 
 def _map_shape(imp, x: Act, where: str, op_type: str) -> tuple:
@@ -95,7 +96,6 @@ def _map_act(ir: str, imp, ops, dtype) -> Act:
 
 
 def conv(imp, node, args, where, attrs):
-    from .handlers import _const, _float_act
     x = _float_act(args, where)
     w = _const(args, 1, where, "W (the weight)")
     if w.value.ndim != 4:
@@ -177,7 +177,6 @@ def _ops_per_map_channel(ops, n: int, c: int, where: str) -> list:
 
 
 def max_pool(imp, node, args, where, attrs):
-    from .handlers import _act
     x = _act(args, 0, where)
     if x.ir is None:
         raise TinyccError(f"{where}: the model input must be quantized (QuantizeLinear) first")
@@ -199,7 +198,6 @@ def max_pool(imp, node, args, where, attrs):
 
 
 def average_pool(imp, node, args, where, attrs):
-    from .handlers import _float_act
     x = _float_act(args, where)
     if x.dtype != "float32":
         raise TinyccError(f"{where}: averages a {x.dtype} tensor; dequantize it first")

@@ -1,7 +1,7 @@
 """The tinycc-nn IR: a small graph of integer tensor ops.
 
 One module per idea: types.py (value types), ops.py (the op table, requantization
-arithmetic), window.py (conv and pool semantics), graph.py (the graph and its edits),
+arithmetic), window.py (conv and pool semantics), graph.py (the graph), edit.py (type-keeping rewrites),
 ranges.py (interval analysis), verify.py (the contract).
 
 Every value is an integer vector (or a constant matrix) whose element range is
@@ -49,6 +49,7 @@ a channel's parameters to all of its elements).  matmul/dense read their operand
 flattened in C order, so a map feeds a dense layer as ONNX's Flatten would.  `mult` is never negative, so requant is
 monotone and interval analysis only needs the end points.
 """
+from .edit import replace_chain
 from .graph import Graph, attr_equal
 from .ops import (CONV_ATTRS, OPS, PLAN_ATTRS, REQUANT_ATTRS, ROUNDINGS, SCHEDULE_ATTRS, WEIGHTED,
                   WINDOWED, OpSpec, per_channel, requant_values, shift_round)
@@ -58,7 +59,7 @@ from .types import TensorType, identifier
 from .verify import verify
 from .window import conv_values, maxpool_values, sumpool_values, window_out_hw, window_patches
 
-__all__ = ["Graph", "attr_equal", "CONV_ATTRS", "OPS", "PLAN_ATTRS", "REQUANT_ATTRS", "ROUNDINGS",
+__all__ = ["Graph", "attr_equal", "replace_chain", "CONV_ATTRS", "OPS", "PLAN_ATTRS", "REQUANT_ATTRS", "ROUNDINGS",
            "SCHEDULE_ATTRS", "WEIGHTED", "WINDOWED", "OpSpec", "per_channel", "requant_values",
            "shift_round", "accumulator_range", "channel_range", "element_range", "infer_type",
            "map_channel_range", "result_shape", "TensorType", "identifier", "verify",

@@ -54,22 +54,6 @@ class Graph:
         for user in users:
             self.g.nodes[user]["operands"] = [new if o == old else o for o in self.operands(user)]
 
-    def replace_chain(self, chain, op: str, operands, attrs) -> str:
-        """A new `op` node in place of the chain chain[0] -> ... -> chain[-1]: it takes
-        the last one's users and the first one's name and place; the chain goes."""
-        first = chain[0]
-        new = self.fresh(f"{first}.{op}")
-        self.add(new, op, operands, attrs)
-        from .ranges import infer_type
-        self.node(new)["type"] = infer_type(self, new)
-        self.replace_uses(chain[-1], new)
-        order = self.node(first)["order"]
-        for n in chain:
-            self.remove(n)
-        self.node(new)["order"] = order
-        self.rename(new, first)
-        return first
-
     def replace_uses(self, old: str, new: str) -> None:
         for user in list(self.users(old)):
             self.set_operands(user, [new if o == old else o for o in self.operands(user)])

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir import REQUANT_ATTRS, Graph
+from ..ir.edit import replace_chain
 from . import Pass
 
 
@@ -63,6 +64,6 @@ class FuseDense(Pass):
                 a = graph.attrs(nxt)
                 attrs["lo"], attrs["hi"] = compose_clamp(attrs["lo"], attrs["hi"], a["lo"], a["hi"])
             # the layer keeps its ONNX name and its place
-            graph.replace_chain(chain, fused, graph.operands(mm), attrs)
+            replace_chain(graph, chain, fused, graph.operands(mm), attrs)
             changed = True
         return changed

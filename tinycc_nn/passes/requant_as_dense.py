@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir import REQUANT_ATTRS, Graph, infer_type
+from ..ir.edit import replace_chain
 from . import Pass
 from .pack_weights import choose_encoding
 
@@ -43,7 +44,7 @@ class RequantAsDense(Pass):
                                          "encoding": enc, "code_bits": bits, "codebook": book})
             graph.node(eye)["type"] = infer_type(graph, eye)
             attrs = {"bias": 0, **{k: graph.attrs(n)[k] for k in REQUANT_ATTRS}}
-            graph.replace_chain([n], "dense", (x, eye), attrs)
+            replace_chain(graph, [n], "dense", (x, eye), attrs)
             graph.node(eye)["order"] = graph.node(n)["order"]
             changed = True
         return changed
