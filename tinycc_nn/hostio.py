@@ -10,8 +10,8 @@ onnxruntime's CPU kernels do it:
   zero point and saturates.
 * DequantizeLinear computes float32(q - zero_point) * scale.
 * Add, Mul, Relu and Clip are single float32 operations.
-* onnxruntime's QLinearAdd on AVX2 is fixed point (frontend/kernels.py): an integer
-  multiply-add, a right shift rounding half away from zero, the zero point, saturation.
+* onnxruntime's QLinearAdd on AVX2 uses fused multiply-adds (frontend/kernels.py):
+  float32(x * m + c) with one rounding, then float32(x + p * q) likewise.
 
 The same functions are used by the frontend to fit integer requantization to these
 float semantics, by the reference backend (its emitted module embeds this file's
@@ -42,15 +42,13 @@ def dequantize(q, scale, zero_point):
     return d * np.asarray(scale, np.float32)
 
 
-def fixed_point_add(x, mult, const, shift, zero_point, dtype):
-    """saturate(round_half_away((x * mult + const) / 2**shift) + zero_point), as
-    onnxruntime's MlasQLinearAddKernelAvx2Helper computes it (int32, no overflow)."""
-    acc = np.asarray(x, np.int64) * int(mult) + np.asarray(const, np.int64)
-    mask = (1 << int(shift)) - 1
-    rem = (acc & mask) - (acc < 0)
-    q = (acc >> int(shift)) + (rem > (mask >> 1))
-    lo, hi = QRANGE[dtype]
-    return np.clip(q + int(zero_point), lo, hi).astype(np.int64)
+def fma(x, m, c):
+    """float32(x * m + c) rounded once, as a fused multiply-add does (x86's 80-bit long
+    double holds every such product and sum of float32 values exactly)."""
+    ld = np.longdouble
+    with np.errstate(over="ignore", invalid="ignore"):
+        return (np.asarray(x, np.float32).astype(ld) * np.asarray(m, np.float32).astype(ld)
+                + np.asarray(c, np.float32).astype(ld)).astype(np.float32)
 
 
 def apply_float_ops(x, ops):
@@ -58,7 +56,7 @@ def apply_float_ops(x, ops):
 
     `ops` is a list of lists: ["add", c], ["mul", c], ["div", c], ["relu"], ["clip", lo, hi],
     ["quantize", scale, zero_point, dtype], ["dequantize", scale, zero_point],
-    ["fixed_point_add", mult, const, shift, zero_point, dtype] (integers in, integers out);
+    ["fma", m, c] (float32(x * m + c), one rounding), ["add_product", p, q] (float32(x + p * q));
     a constant c may be a scalar or a per-channel list (channels on the last axis).
     """
     for op in ops:
@@ -81,8 +79,10 @@ def apply_float_ops(x, ops):
             x = quantize(x, op[1], op[2], op[3])
         elif kind == "dequantize":
             x = dequantize(x, op[1], op[2])
-        elif kind == "fixed_point_add":
-            x = fixed_point_add(x, *op[1:])
+        elif kind == "fma":
+            x = fma(x, op[1], op[2])
+        elif kind == "add_product":
+            x = fma(op[1], op[2], x)
         else:
             raise ValueError(f"unknown float op {kind!r}")
     return x

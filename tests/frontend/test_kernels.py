@@ -123,12 +123,12 @@ def test_power_of_two_models_keep_the_float_reading():
     assert "reading" not in art.graph.attrs(art.graph.inputs()[0])
 
 
-def test_fixed_point_add_rounds_half_away_from_zero():
-    from tinycc_nn.hostio import fixed_point_add
-    # (x * 1 + 0) / 4: 2/4 -> 1, -2/4 -> -1, 1/4 -> 0, 3/4 -> 1, -3/4 -> -1, -6/4 -> -2
-    got = fixed_point_add(np.array([2, -2, 1, 3, -3, -6]), 1, 0, 2, 0, "int8")
-    assert got.tolist() == [1, -1, 0, 1, -1, -2]
-    assert fixed_point_add(np.array([4000]), 1, 0, 2, 5, "int8").tolist() == [127]
+def test_fma_rounds_once():
+    from tinycc_nn.hostio import fma
+    # (1 + 2^-12)^2 = 1 + 2^-11 + 2^-24: float32 drops the 2^-24 before the subtraction
+    x = np.float32(1 + 2.0 ** -12)
+    assert x * x - np.float32(1) == np.float32(2.0 ** -11)
+    assert fma(x, x, np.float32(-1.0)) == np.float32(2.0 ** -11 + 2.0 ** -24)
 
 
 @pytest.mark.parametrize("qoperator", [False, True])
@@ -182,3 +182,33 @@ def test_dynamic_quantization_is_refused_with_what_to_do(tmp_path):
     quantize_dynamic(str(tmp_path / "f.onnx"), str(tmp_path / "d.onnx"), weight_type=QuantType.QInt8)
     with pytest.raises(TinyccError, match="dynamic quantization .* quantize_static"):
         tinycc_nn.compile(str(tmp_path / "d.onnx"), "python")
+
+
+def _qlinear_add_model(rng, n, dtype):
+    from onnx import TensorProto, helper, numpy_helper
+    lo, hi = (0, 255) if dtype == np.uint8 else (-128, 127)
+    onnx_type = TensorProto.UINT8 if dtype == np.uint8 else TensorProto.INT8
+    scales = rng.uniform(0.001, 0.1, 3).astype(np.float32)
+    zps = rng.integers(lo, hi + 1, 3)
+    inits = [numpy_helper.from_array(np.asarray(v, t), name) for v, t, name in (
+        (scales[0], np.float32, "sa"), (zps[0], dtype, "za"), (scales[1], np.float32, "sb"),
+        (zps[1], dtype, "zb"), (scales[2], np.float32, "sc"), (zps[2], dtype, "zc"),
+        (rng.integers(lo, hi + 1, n), dtype, "b"))]
+    node = helper.make_node("QLinearAdd", ["a", "sa", "za", "b", "sb", "zb", "sc", "zc"], ["c"],
+                            domain="com.microsoft")
+    graph = helper.make_graph([node], "qladd", [helper.make_tensor_value_info("a", onnx_type, ["N", n])],
+                              [helper.make_tensor_value_info("c", onnx_type, ["N", n])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                   helper.make_opsetid("com.microsoft", 1)])
+
+
+@pytest.mark.parametrize("n", [1, 24])
+def test_qlinear_add_matches_onnxruntime_on_every_input_value(n):
+    rng = np.random.default_rng(n)
+    for case in range(20):
+        dtype = (np.uint8, np.int8)[case % 2]
+        model = _qlinear_add_model(rng, n, dtype)
+        lo, hi = (0, 255) if dtype == np.uint8 else (-128, 127)
+        a = np.tile(np.arange(lo, hi + 1)[:, None], (1, n)).astype(dtype)
+        got = tinycc_nn.compile(model, "python").run(a)["c"].reshape(len(a), n)
+        assert np.array_equal(got, ort_quant.ort_default(model, a)[0]), case

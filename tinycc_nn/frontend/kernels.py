@@ -19,12 +19,12 @@ the *integer reading* of a model with float scales.
   quant_gemm.cc; without y_scale its float output is float32(acc) * (alpha * a_scale *
   b_scale)).  That is a monotone function of acc per channel, so the requantization fit
   (fit.py) reproduces it exactly or refuses.
-* QLinearAdd (mlas/lib/qladd.cpp, qladd_avx2.cpp): on x86 with AVX2 (what onnxruntime
-  picks at run time) it is fixed point: ratios r = float32(a_scale / c_scale) (and b's),
-  shift = 21 - exponent(max ratio), multipliers M = lrint(r * 2^shift), then
-  (M_a * a + M_b * b - M_a * a_zp - M_b * b_zp) shifted right by `shift` rounding half away
-  from zero, plus c_zp, saturated; without AVX2 (SSE2) it is float32:
-  round_half_even((c_zp - (r_a * a_zp + r_b * b_zp)) + r_a * a + r_b * b), saturated.  With
+* QLinearAdd (mlas/lib/intrinsics/avx2/qladd_avx2.cpp, what onnxruntime picks on x86 with
+  AVX2 and FMA3): ratios r_a = float32(a_scale / c_scale), r_b likewise, a fixed part
+  F = c_zp - fma(r_a, a_zp, r_b * b_zp) (the compiler contracts it to a fused multiply-add,
+  measured), then per element fma(a, r_a, fma(b, r_b, F)), rounded half to even and
+  saturated; a one-element runtime operand takes the scalar path, fma(b, r_b, fma(a, r_a, F)).
+  Without AVX2 (qladd.cpp, SSE2): ((F + a * r_a) + b * r_b) with separate roundings.  With
   a constant b either is a monotone function of a per channel.
 """
 from __future__ import annotations
@@ -371,25 +371,23 @@ def qlinear_add(imp, node, args, where, attrs):
         raise TinyccError(f"{where}: the constant differs within one channel of a feature map")
     bv = np.asarray(bv, np.int64)
     r_a, r_b = s_a / s_c, s_b / s_c
+    if max(r_a, r_b) * 512 >= INT32:
+        raise TinyccError(f"{where}: scale ratios {float(r_a)}, {float(r_b)} take sums beyond "
+                          "int32, where onnxruntime's conversion gives the wrong end of the range")
     imp.reading = "integer"
+    from ..hostio import fma
     if _cpu_has_avx2():
-        if not all(2.0 ** -14 <= r < 256.0 for r in (r_a, r_b)):
-            raise TinyccError(f"{where}: scale ratios {float(r_a)}, {float(r_b)} are outside "
-                              "2^-14..2^8, where onnxruntime's fixed-point QLinearAdd is undefined")
-        exponent = int((np.float32(max(r_a, r_b)).view(np.uint32) >> 23)) - 127
-        shift = 21 - exponent
-        m_a, m_b = (int(np.rint(np.float32(r) * np.float32(2.0 ** shift))) for r in (r_a, r_b))
-        const = m_b * bv - (m_a * z_a + m_b * z_b)
-        lo, hi = channel_range(imp.ir, x.ir)
-        ends = np.stack([m_a * lo + const, m_a * hi + const])
-        if np.abs(ends).max() >= INT32:
-            raise TinyccError(f"{where}: the fixed-point sum can reach {int(np.abs(ends).max())}, "
-                              "beyond 2^31, where onnxruntime's int32 arithmetic wraps around")
-        ops = [["fixed_point_add", m_a, _compact(const), shift, z_c, dtype]]
+        fixed = np.float32(z_c) - fma(r_a, np.float32(z_a), r_b * np.float32(z_b))
+        if x.index.size == 1:       # MlasQLinearAdd's scalar-A path
+            ops = [["fma", float(r_a), float(fixed)],
+                   ["add_product", _compact(bv.astype(np.float32)), float(r_b)]]
+        else:
+            ops = [["fma", float(r_a), _compact(fma(bv.astype(np.float32), r_b, fixed))]]
     else:
         fixed = np.float32(z_c) - (r_a * np.float32(z_a) + r_b * np.float32(z_b))
         ops = [["dequantize", float(r_a), 0], ["add", float(fixed)],
-               ["add", _compact(bv.astype(np.float32) * r_b)], ["quantize", 1.0, 0, dtype]]
+               ["add", _compact(bv.astype(np.float32) * r_b)]]
+    ops.append(["quantize", 1.0, 0, dtype])
     return [imp.requantize(Act(x.ir, x.index, "int32"), ops, dtype, where)]
 
 
