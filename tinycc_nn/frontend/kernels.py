@@ -1,6 +1,7 @@
 """onnxruntime's integer kernels: QLinearMatMul, MatMulInteger, QGemm, QLinearConv,
 ConvInteger (ONNX) and QGemm, QLinearAdd, QLinearGlobalAveragePool (com.microsoft), with
-exactly the arithmetic of its CPU kernels (MLAS, onnxruntime 1.2x-1.3x; file names below are in its source tree).
+exactly the arithmetic of its CPU kernels (MLAS, onnxruntime 1.3x; the file names below
+are in its source tree).
 
 These are what onnxruntime's quantizer writes in QOperator format, and what onnxruntime
 fuses a QDQ graph into at its default optimization level (ort_graph.py), so they define
