@@ -14,7 +14,7 @@ the *integer reading* of a model with float scales.
 * Requantization (MlasRequantizeOutput, mlas/lib/quantize.cpp; the QGemm/QLinearMatMul
   output processors and the ConvSym kernels do the same): float32(acc) * scale, clamped to
   the output range minus the zero point, rounded half to even (cvtps2dq), plus the zero
-  point.  scale is a float32 computed once per column: (a_scale * b_scale) / y_scale for
+  point (mlas_requant.py).  scale is a float32 computed once per column: (a_scale * b_scale) / y_scale for
   QLinearMatMul (quantize_linear_matmul.cc) and QLinearConv (qlinearconv.cc), and
   ((alpha * a_scale) * b_scale) / y_scale for QGemm (contrib_ops/cpu/quantization/
   quant_gemm.cc; without y_scale its float output is float32(acc) * (alpha * a_scale *
@@ -35,6 +35,7 @@ import numpy as np
 from ..errors import TinyccError
 from ..ir import channel_range
 from . import linear, window
+from .mlas_requant import _compact, _show, requantize
 from .values import QDTYPES, Act, Const, by_channel, per_element
 
 INT32 = 1 << 31
@@ -75,11 +76,6 @@ def _scale(arr, where, what) -> np.ndarray:
     return s
 
 
-def _compact(v):
-    v = np.asarray(v).reshape(-1)
-    return v[0].item() if (v == v[0]).all() else [x.item() for x in v]
-
-
 def _check_int32(imp, acc: str, where: str) -> None:
     lo, hi = channel_range(imp.ir, acc)
     if lo.min() < -INT32 or hi.max() >= INT32:
@@ -104,76 +100,6 @@ def integer_matmul(imp, x: Act, x_zp: int, w: np.ndarray, bias, rows, out_shape,
     _check_int32(imp, acc, where)
     imp.reading = "integer"
     return Act(acc, np.arange(w.shape[1]).reshape(out_shape), "int32")
-
-
-def requantize(imp, acc: Act, scale, y_zp, y_dtype: str, where: str) -> Act:
-    """MlasRequantizeOutput: saturate(round_half_even(float32(acc) * scale) + y_zp)."""
-    ops = [["dequantize", _compact(np.asarray(scale, np.float32)), 0],
-           ["quantize", 1.0, int(y_zp), y_dtype]]
-    try:
-        return imp.requantize(acc, ops, y_dtype, where)
-    except TinyccError as e:
-        two = _double_rounding(imp, acc, scale, int(y_zp), y_dtype, ops)
-        if two is not None:
-            return two
-        raise TinyccError(
-            f"{e} (onnxruntime rounds twice here, float32(acc) * {_show(scale)} to float32 "
-            "and then to an integer, and for this channel no multiplier-and-shift gives the "
-            "same steps); to compile it, change that scale: quantize again with other "
-            "calibration data, or train with power-of-two scales (tinycc_nn.qat)") from None
-
-
-MAX_SPAN = 1 << 22      # accumulator values per channel checked one by one
-
-
-def _double_rounding(imp, acc: Act, scale, y_zp: int, y_dtype: str, ops) -> Act | None:
-    """The requantization as two IR requants, or None: onnxruntime's float32 product rounds
-    to 24 significant bits before the rounding to an integer, and where that double
-    rounding matches no single multiplier-and-shift it often matches a double rounding
-    on a fixed grid: y1 = round_half_even(acc * M / 2^(E - j)) with scale = M / 2^E
-    exactly (M the float32's 24-bit significand), then round_half_even(y1 / 2^j) + zero
-    point, saturated.  Each channel takes the first j that reproduces onnxruntime on every
-    accumulator value of its proven range (checked one by one, so ranges up to 2^22)."""
-    from .. import hostio
-    from ..ir import requant_values
-    a_lo, a_hi = channel_range(imp.ir, acc.ir)
-    if (a_hi - a_lo).max() >= MAX_SPAN:
-        return None
-    n = a_lo.size
-    s = np.broadcast_to(np.asarray(scale, np.float64).reshape(-1), (n,))
-    lo, hi = hostio.QRANGE[y_dtype]
-    rounding = "half_even" if y_zp % 2 == 0 else "half_odd"   # the zero point folded into rnd
-    mult, shift1, shift2, y1_lo, y1_hi = [], [], [], [], []
-    for c in range(n):
-        a = np.arange(a_lo[c], a_hi[c] + 1)
-        want = hostio.apply_float_ops(a, [["dequantize", float(s[c]), 0], ops[1]])
-        sig, exp = np.frexp(s[c])
-        m, e = int(sig * (1 << 24)), 24 - int(exp)        # s[c] == m / 2^e exactly
-        for j in range(4, e):
-            y1 = requant_values(a, m, 0, e - j, "half_even", None, None)
-            got = requant_values(y1, 1, y_zp << j, j, rounding, lo, hi)
-            if np.array_equal(got, want):
-                break
-        else:
-            return None
-        mult.append(m)
-        shift1.append(e - j)
-        shift2.append(j)
-        y1_lo.append(int(y1.min()))
-        y1_hi.append(int(y1.max()))
-    first = imp.emit("requant", acc.ir + ".q1", [acc.ir],
-                     {"mult": _compact(mult), "rnd": 0, "shift": _compact(shift1),
-                      "rounding": "half_even", "lo": min(y1_lo), "hi": max(y1_hi)})
-    shift2 = np.asarray(shift2, np.int64)
-    second = imp.emit("requant", acc.ir + ".q2", [first],
-                      {"mult": 1, "rnd": _compact(y_zp * (1 << shift2)), "shift": _compact(shift2),
-                       "rounding": rounding, "lo": lo, "hi": hi})
-    return Act(second, acc.index, y_dtype)
-
-
-def _show(v) -> str:
-    v = np.asarray(v, np.float32).reshape(-1)
-    return f"{v[0].item():.9g}" if v.size == 1 else f"scale[c] ({v.size} channels)"
 
 
 def _out_type(args, k, where) -> tuple:
