@@ -17,7 +17,7 @@ from tinycc_nn.backend import Backend, Program
 from tinycc_nn.errors import DoesNotFit, TinyccError
 from tinycc_nn.passes.requant_as_dense import RequantAsDense
 
-from . import library, sdas
+from . import library, routines, sdas
 from .codegen import Codegen
 from .isa import CORES
 from .parts import CORE_LIMITS, PARTS, Part, generic
@@ -34,13 +34,19 @@ class PdkProgram(Program):
         self.sim = Simulator.for_part(self.meta["part"], self.assembly.words,
                                       stack_limit=self.meta["stack_end"],
                                       max_instructions=5_000_000)
-        self.table = self.assembly.symbols["_nn_input_table"]
+        symbols = self.assembly.symbols
+        self.table = symbols["_nn_input_table"]
+        # more than 255 inputs: tables of 128 words, one per half page
+        self.halves = []
+        while "_nn_input_h1" in symbols and routines.input_half_label(len(self.halves)) in symbols:
+            self.halves.append(symbols[routines.input_half_label(len(self.halves))])
         self.ret_k = self.core.entry("ret #k")
         self.in_lo = self.graph.type(self.graph.inputs()[0]).lo
 
     def run_one(self, xq):
         for i, v in enumerate(xq):
-            self.sim.write_rom(self.table + i, self.core.encode(self.ret_k, {"k": int(v) & 0xFF}))
+            at = self.halves[i >> 7] + (i & 127) if self.halves else self.table + i
+            self.sim.write_rom(at, self.core.encode(self.ret_k, {"k": int(v) & 0xFF}))
         self.sim.reset()
         res = self.sim.run()
         if not res.ok:

@@ -38,6 +38,7 @@ from .layout import Layout, place_stack, place_vectors
 SP = 0x02
 RAM_FIRST_LIBRARY = 2     # SDCC keeps its pseudo-register p at 0x00-0x01
 READ_SHIM = "__nn_read_input_a"
+INDEX_MAX = 0xFFFF        # input indices: inidx, and inhi above 255
 
 
 class Codegen:
@@ -138,9 +139,9 @@ class Codegen:
         self.input_name = inp
         if g.type(inp).hi - g.type(inp).lo > 255:
             raise TinyccError(f"input %{inp}: {g.attrs(inp)['qdtype']} values do not fit a byte")
-        if self.input_table_size() > 255:
-            raise TinyccError(f"input %{inp}: {g.type(inp).size} values, more than the 255 a "
-                              "pdk program indexes")
+        if self.input_table_size() > INDEX_MAX:
+            raise TinyccError(f"input %{inp}: {g.type(inp).size} values, more than the "
+                              f"{INDEX_MAX} a pdk program indexes")
         plans = list(self.plans.values())
         # acc is plane 0's register when every layer weighs plane 0 by one
         self.acc_alias = all(p.planes.count and p.planes.coefs[0] == 1 for p in plans)
@@ -154,6 +155,8 @@ class Codegen:
         else:
             base.reg("acc", acc_bytes)
         base.reg("ptr", 2, align=2)
+        if self.wide_input:     # the stream index's high byte (bit-tested by the harness)
+            base.reg("inhi", 1)
         if base.top > self.bit_reach:
             raise TinyccError(f"{self.part}: {base.top} bytes of bit-tested registers, more than "
                               f"{self.bit_reach}")
@@ -352,8 +355,13 @@ class Codegen:
             a.section("nn_infer")
             a.label(READ_SHIM, "A (index) -> nn_read_input's parameter, then the C function")
             self.op("mov _nn_read_input_PARM_1, a", symbols=("_nn_read_input_PARM_1",))
+            if self.wide_input:     # a 16-bit parameter, low byte first
+                self.op(f"mov a, {self.r('inhi')}")
+                self.op("mov _nn_read_input_PARM_1+1, a", symbols=("_nn_read_input_PARM_1+1",))
             self.op("goto _nn_read_input")
-        if self.harness:
+        if self.harness and self.wide_input:
+            routines.wide_input_table(self)
+        elif self.harness:
             a.section("harness")
             a.label("_nn_read_input:", "harness input: index in A, byte in A")
             self.op("add a, #0x01")
@@ -372,7 +380,30 @@ class Codegen:
         """A = input byte INIDX (offset binary), INIDX += 1 (which clears C)."""
         self.op(f"mov a, {self.r('inidx')}")
         self.read_input_a()
-        self.op(f"inc {self.r('inidx')}", "also clears C")
+        self.op(f"inc {self.r('inidx')}", "also clears C" if not self.wide_input else "")
+        if self.wide_input:
+            self.op(f"addc {self.r('inhi')}", "carry into the high byte (clears C)")
+
+    @property
+    def wide_input(self) -> bool:
+        """More input indices than a byte holds: the stream index has a high byte, `inhi`,
+        which the input routine reads beside A."""
+        return self.input_table_size() > 255
+
+    def clear_inidx(self) -> None:
+        self.op(f"clear {self.r('inidx')}")
+        if self.wide_input:
+            self.op(f"clear {self.r('inhi')}")
+
+    def loop_until_inidx(self, end: int, loop: str, comment: str) -> None:
+        """goto loop unless the stream index has reached `end`."""
+        self.op(f"mov a, {self.r('inidx')}")
+        self.op(f"ceqsn a, #{h(end & 0xFF)}", comment)
+        self.op(f"goto {loop}")
+        if self.wide_input:
+            self.op(f"mov a, {self.r('inhi')}")
+            self.op(f"ceqsn a, #{h(end >> 8)}")
+            self.op(f"goto {loop}")
 
     def read_input_a(self) -> None:
         """A = input byte A (offset binary)."""
@@ -384,7 +415,7 @@ class Codegen:
     def emit_load_input(self) -> None:
         base, size = self.layout.vectors[self.input_name]
         self.asm.comment(f"load the {size}-byte input into RAM at {h(base)}")
-        self.op(f"clear {self.r('inidx')}")
+        self.clear_inidx()
         self.copy_input(base, size)
 
     def copy_input(self, base: int, count: int) -> None:
@@ -402,7 +433,7 @@ class Codegen:
 
     def emit_staged_usum(self, p: DensePlan) -> None:
         """u += offset * (sum of the streamed inputs), through the staging buffer."""
-        self.op(f"clear {self.r('inidx')}")
+        self.clear_inidx()
         loop = self.fresh("usum_staged")
         self.asm.label(loop)
         self.op(f"call {self.stage_label(p)}")
@@ -410,9 +441,7 @@ class Codegen:
         ukey = (False, p.acc_bytes, p.planes.offset)
         self.usums.add(ukey)
         self.op(f"call {routines.usum_label(*ukey)}", f"u += {p.planes.offset} * sum of the group")
-        self.op(f"mov a, {self.r('inidx')}")
-        self.op(f"ceqsn a, #{h(p.k)}", "all inputs summed?")
-        self.op(f"goto {loop}")
+        self.loop_until_inidx(p.k, loop, "all inputs summed?")
 
     def stage_label(self, p: DensePlan) -> str:
         self.stages.add(p.group)
@@ -441,13 +470,15 @@ class Codegen:
                 self.emit_staged_usum(p)      # the RAM routine, a staged group at a time
             elif p.planes.offset:
                 if streamed:
-                    self.op(f"clear {self.r('inidx')}")
+                    self.clear_inidx()
                 else:
                     self.movi("ptr", x_base)
-                self.movi("wb", p.k)
                 ukey = (streamed, p.acc_bytes, p.planes.offset)
                 self.usums.add(ukey)
-                self.op(f"call {routines.usum_label(*ukey)}", f"u += {p.planes.offset} * sum of inputs")
+                for done in range(0, p.k, 255):     # u += offset * sum is linear: a
+                    self.movi("wb", min(255, p.k - done))    # byte count per call
+                    self.op(f"call {routines.usum_label(*ukey)}",
+                            f"u += {p.planes.offset} * sum of inputs")
         for s in range(1, p.ways):      # the other neurons' sums start at zero too
             for k in range(p.planes.count):
                 for b in range(p.pb_raw):
@@ -532,7 +563,7 @@ class Codegen:
             self.op(f"mov {self.r('p0')}, a", "its plane sum")
         elif p.planes.count:
             if streamed:
-                self.op(f"clear {self.r('inidx')}")
+                self.clear_inidx()
             else:
                 self.movi("ptr", x_base)
             a.label(group)
@@ -548,12 +579,11 @@ class Codegen:
                 self.kernels.add(kkey)
                 self.op(f"call {routines.kernel_label(*kkey)}")
             if streamed:
-                self.op(f"mov a, {self.r('inidx')}")
-                self.op(f"ceqsn a, #{h(p.padded_k)}", "all groups done?")
+                self.loop_until_inidx(p.padded_k, group, "all groups done?")
             else:
                 self.op(f"mov a, {self.r('ptr')}")
                 self.op(f"ceqsn a, #{h(x_base + p.padded_k)}", "all groups done?")
-            self.op(f"goto {group}")
+                self.op(f"goto {group}")
         if post is not None:
             self.op(f"call {post}", f"finish these {p.ways} neurons")
         else:

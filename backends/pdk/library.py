@@ -45,6 +45,7 @@ def header(gen, symbol_prefix: str = "NN") -> str:
               f"as QuantizeLinear gives it{'; the model adds ' + str(-lo) + ' itself' if lo else ''}).",
               " * Called with SDCC's default (non-reentrant) convention; it may be asked for an",
               " * index more than once, so return the same value each time. */",
-              "unsigned char nn_read_input(unsigned char index);", "", "#endif", ""]
+              f"unsigned char nn_read_input(unsigned {'int' if gen.wide_input else 'char'} index);",
+              "", "#endif", ""]
     return "\n".join(lines)
 

@@ -305,3 +305,48 @@ def argmax(gen, name: str) -> None:
     gen.op(f"ceqsn a, #{h(end)}", "all compared?")
     gen.op(f"goto {loop}")
 
+
+
+def input_half_label(half: int) -> str:
+    return "_nn_input_table" if half == 0 else f"_nn_input_h{half}"
+
+
+def wide_input_table(gen) -> None:
+    """The harness input for more than 255 indices (low byte in A, high byte in inhi):
+    tables of 128 `ret #k` words, one per half page, picked by A's bit 7 (`add a,
+    #0x80` moves it to C) and by inhi's bits; input i is at input_half_label(i // 128)
+    + i % 128."""
+    a, size = gen.asm, gen.input_table_size()
+    pages = -(-size // 256)
+    a.section("harness")
+    a.label("_nn_read_input:", "harness input: index in A and inhi, byte in A")
+    gen.op("add a, #0x80", "C = index bit 7; A = index ^ 0x80")
+    upper = gen.fresh("in_upper")
+    gen.op(f"t0sn.io {h(FLAG)}, #{C}")
+    gen.op(f"goto {upper}")
+
+    def node(page: int, bit: int, top: int) -> None:
+        if bit < 0:
+            half = 2 * page + top
+            entries = min(128, size - 128 * half)
+            # A = index + 128 (lower half) or index - 128 (upper): + 1 for pcadd
+            gen.op(f"add a, #{h(0x01 if top else 0x81)}")
+            gen.op("pcadd a")
+            a.label(f"{input_half_label(half)}:")
+            for _ in range(max(entries, 1)):
+                gen.op("ret #0x00")
+            return
+        if page + (1 << bit) >= pages:       # no page with this bit set
+            node(page, bit - 1, top)
+            return
+        one = gen.fresh("in_page")
+        gen.op(f"t0sn {gen.r('inhi')}, #{bit}")
+        gen.op(f"goto {one}")
+        node(page, bit - 1, top)
+        a.label(one)
+        node(page + (1 << bit), bit - 1, top)
+
+    bits = (pages - 1).bit_length()
+    node(0, bits - 1, 0)
+    a.label(upper)
+    node(0, bits - 1, 1)

@@ -470,3 +470,27 @@ def test_per_neuron_constants_are_deltas_from_a_base_in_u(opt):
     assert plan.const_bytes == 1 and plan.acc_bytes == 2
     deltas = np.array(plan.consts) - plan.const_base
     assert deltas.min() < 0 < deltas.max() and -128 <= deltas.min() and deltas.max() <= 127
+
+
+@pytest.mark.parametrize("k, opt", [(256, "size"), (256, "speed"), (300, "size"), (300, "speed")])
+def test_more_than_255_inputs_stream_with_a_two_byte_index(k, opt):
+    # 256 is a 16x16 image; 300 runs past the first 256-entry page of the index
+    rng = np.random.default_rng(k)
+    m = _pm2_mlp(rng, [k, 8, 10])
+    art = tinycc_nn.compile(qdq.build(m), "pfs154", opt=opt)
+    assert art.report["input"] == "streamed"
+    _agrees(art, qdq.build(m), qdq.random_inputs(rng, m, 6))
+
+
+@pytest.mark.parametrize("ways", [1, 2, 4])
+def test_a_300_input_layer_sharing_reads_is_bit_exact(ways):
+    rng = np.random.default_rng(30 + ways)
+    m = _pm2_mlp(rng, [300, 8, 10])
+    art = tinycc_nn.compile(qdq.build(m), "pfs154", reads_shared_by=ways)
+    _agrees(art, qdq.build(m), qdq.random_inputs(rng, m, 4))
+
+
+def test_a_16x16_input_is_refused_on_the_pms150c_with_the_numbers():
+    m = _pm2_mlp(np.random.default_rng(256), [256, 8, 10])
+    with pytest.raises(DoesNotFit, match=r"PMS150C: needs \d+ words of ROM, has 1016"):
+        tinycc_nn.compile(qdq.build(m), "pms150c")

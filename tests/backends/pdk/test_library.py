@@ -19,18 +19,19 @@ pytestmark = pytest.mark.skipif(not sdas.available("pdk13") or shutil.which("sdc
 MAIN = """#include "model.h"
 static const unsigned char image[NN_INPUT_READS] = {%s};
 volatile unsigned char result;
-unsigned char nn_read_input(unsigned char index) { return image[index]; }
+unsigned char nn_read_input(%s index) { return image[index]; }
 void main(void) { result = nn_infer(); __asm__("stopsys"); }
 """
 
 
-def _firmware(art, xq_row, work):
+def _firmware(art, xq_row, work, core="pdk13"):
     for name, text in art.files.items():
         (work / name).write_text(text)
-    subprocess.run(["sdaspdk13", "-plosgffw", "model.asm"], cwd=work, check=True, capture_output=True)
-    (work / "main.c").write_text(MAIN % ", ".join(str(int(v) & 0xFF) for v in xq_row))
+    subprocess.run([f"sdas{core}", "-plosgffw", "model.asm"], cwd=work, check=True, capture_output=True)
+    index = "unsigned int" if len(xq_row) > 255 else "unsigned char"
+    (work / "main.c").write_text(MAIN % (", ".join(str(int(v) & 0xFF) for v in xq_row), index))
     ram_end = re.search(r"#define NN_RAM_END (\S+)", art.files["model.h"]).group(1)
-    subprocess.run(["sdcc", "-mpdk13", "--data-loc", ram_end, "main.c", "model.rel", "-o", "prog.ihx"],
+    subprocess.run(["sdcc", f"-m{core}", "--data-loc", ram_end, "main.c", "model.rel", "-o", "prog.ihx"],
                    cwd=work, check=True, capture_output=True)
     result = int(re.search(r"(?m)^\s+([0-9A-F]{8})\s+_result\s", (work / "prog.map").read_text()).group(1), 16)
     return (work / "prog.ihx").read_text(), result
@@ -64,3 +65,22 @@ def test_the_library_links_into_sdcc_firmware_and_computes_what_onnxruntime_does
         assert sim.ram[result] == int(np.ravel(want_class[row])[0])
         got = np.array(sim.ram[logits_at:logits_at + 10], np.int64) + lo   # logits scale is 1
         assert np.array_equal(got, np.ravel(want_logits[row]).astype(np.int64))
+
+
+def test_an_input_of_300_values_reaches_nn_read_input_with_a_16_bit_index(tmp_path):
+    rng = np.random.default_rng(6)
+    m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (300, 8), "pm2"), -1, None, True, -1, "uint8"),
+                   qdq.Layer(qdq.random_weights(rng, (8, 10), "pm2"), -1, None, False, 0)],
+                  300, in_exp=-7, in_dtype="uint8", argmax=True)
+    model = qdq.build(m)
+    art = tinycc_nn.compile(model, "pfs154", harness=False)
+    assert "nn_read_input(unsigned int index)" in art.files["model.h"]
+    x = qdq.random_inputs(rng, m, 2)
+    xq = prepare_input(x, art.graph.attrs(art.graph.inputs()[0]))
+    _, want_class = qdq.ort_run(model, x)
+    for row in range(len(x)):
+        ihx, result = _firmware(art, xq[row], tmp_path, core="pdk14")
+        sim = Simulator.from_ihx(ihx, "PFS154", ram_fill=0xA5)
+        res = sim.run()
+        assert res.ok, res.message
+        assert sim.ram[result] == int(np.ravel(want_class[row])[0])
