@@ -35,6 +35,32 @@ def test_scales_leaving_float32_are_refused_by_node(x_exp, w_exp, y_exp, fragmen
     assert fragment in str(e.value)
 
 
+def _conv_model(x_exp, w_exp, y_exp):
+    rng = np.random.default_rng(2)
+    net = Net()
+    xq = net.quant(net.input("x", ["N", 1, 5, 5]), 2.0 ** x_exp)
+    y = net.add("Conv", [xq, net.weight(rng.integers(-8, 8, (2, 1, 3, 3)), 2.0 ** w_exp)],
+                out="conv", pads=[1, 1, 1, 1])
+    net.output(net.quant(y, 2.0 ** y_exp), ["N", 2, 5, 5])
+    return net.model()
+
+
+@pytest.mark.parametrize("x_exp, w_exp, y_exp, fragment", [
+    (62, 62, 120, "beyond float32's range"),
+    (-100, -60, -149, "below float32's smallest denormal 2^-149"),
+])
+def test_conv_scales_leaving_float32_are_refused_by_node(x_exp, w_exp, y_exp, fragment):
+    # the same exactness argument as MatMul's, so the same range check
+    with pytest.raises(TinyccError, match="Conv 'conv_node'") as e:
+        tinycc_nn.compile(_conv_model(x_exp, w_exp, y_exp), "python")
+    assert fragment in str(e.value)
+
+
+def test_conv_scales_at_the_edge_of_float32_compile_exactly():
+    x = float_inputs(np.random.default_rng(1), 40, [1, 5, 5], 2.0 ** -90)
+    assert_bit_exact(_conv_model(-90, -59, -149), x, optimized=(False,))
+
+
 @pytest.mark.parametrize("x_exp, w_exp, y_exp", [
     (-90, -59, -149),        # products exactly on the smallest denormal
     (-80, -50, -135),        # denormal products, normal outputs

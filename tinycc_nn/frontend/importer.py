@@ -10,7 +10,7 @@ from .. import hostio
 from ..errors import TinyccError
 from ..ir import Graph, TensorType, channel_range, identifier, infer_type
 from .fit import FitError, fit_requant
-from .values import DATA_MOVEMENT, QDTYPES, Act, Const
+from .values import DATA_MOVEMENT, QDTYPES, Act, Const, compact
 
 
 
@@ -195,7 +195,7 @@ class Importer:
             if lo is not None or hi is not None:
                 ir = self.emit("clamp", act.ir + ".clamp", [act.ir], {"lo": lo, "hi": hi})
         else:
-            attrs = {k: _compact(getattr(fit, k)) for k in ("mult", "rnd", "shift")}
+            attrs = {k: compact(getattr(fit, k)) for k in ("mult", "rnd", "shift")}
             attrs.update(rounding=fit.rounding, lo=fit.lo, hi=fit.hi)
             ir = self.emit("requant", act.ir + ".q", [act.ir], attrs)
         return Act(ir, act.index, dtype)
@@ -211,10 +211,6 @@ def _live_nodes(g) -> list:
             live.append(node)
             needed.update(i for i in node.input if i)
     return live[::-1]
-
-
-def _compact(v: np.ndarray):
-    return int(v[0]) if (v == v[0]).all() else [int(x) for x in v]
 
 
 def _attrs(node) -> dict:

@@ -35,8 +35,8 @@ import numpy as np
 from ..errors import TinyccError
 from ..ir import channel_range
 from . import linear, window
-from .mlas_requant import _compact, _show, requantize
-from .values import QDTYPES, Act, Const, by_channel, per_element
+from .mlas_requant import requantize
+from .values import QDTYPES, Act, Const, by_channel, compact, per_element
 
 INT32 = 1 << 31
 
@@ -76,6 +76,16 @@ def _scale(arr, where, what) -> np.ndarray:
     return s
 
 
+def _one_scale(args, k, where, what) -> np.ndarray:
+    """Operand k: one positive finite float32 scale."""
+    return _scale(_scalar(_const(args, k, where, what), where, what), where, what)
+
+
+def _one_zero_point(args, k, where, what, default=None) -> int:
+    """Operand k: one integer zero point (`default` when the optional operand is absent)."""
+    return int(_scalar(_const(args, k, where, what, default), where, what))
+
+
 def _check_int32(imp, acc: str, where: str) -> None:
     lo, hi = channel_range(imp.ir, acc)
     if lo.min() < -INT32 or hi.max() >= INT32:
@@ -96,7 +106,7 @@ def integer_matmul(imp, x: Act, x_zp: int, w: np.ndarray, bias, rows, out_shape,
         acc_bias = acc_bias + np.broadcast_to(np.asarray(bias, np.int64).reshape(-1), acc_bias.shape)
     acc = imp.emit("matmul", name, [x.ir, imp.emit_const(name + ".w", weights)], {})
     if acc_bias.any():
-        acc = imp.emit("bias_add", name + ".bias", [acc], {"bias": _compact(acc_bias)})
+        acc = imp.emit("bias_add", name + ".bias", [acc], {"bias": compact(acc_bias)})
     _check_int32(imp, acc, where)
     imp.reading = "integer"
     return Act(acc, np.arange(w.shape[1]).reshape(out_shape), "int32")
@@ -129,34 +139,34 @@ def _per_output(scale, n, where, what) -> np.ndarray:
     return np.broadcast_to(s, (n,))
 
 
-def qlinear_matmul(imp, node, args, where, attrs):
+def _matmul_accumulator(imp, node, args, where, k_w: int, k_wzp: int):
+    """A @ (B - B's zero point) in int32, A's zero point folded in: QLinearMatMul and
+    MatMulInteger share it (A at 0, its zero point at 2, the constant B at k_w).
+    Returns (accumulator, number of output columns)."""
     x = _int_act(args, 0, where, "A")
-    if not isinstance(args[3], Const):
+    if not isinstance(args[k_w], Const):
         raise TinyccError(f"{where}: B must be constant weights (A the runtime tensor)")
-    w = _weights(args, 3, 5, where, 1)
+    w = _weights(args, k_w, k_wzp, where, 1)
     if w.ndim != 2:
         raise TinyccError(f"{where}: weight has shape {list(w.shape)}, need 2-D")
-    x_zp = int(_scalar(_const(args, 2, where, "A's zero point", 0), where, "A's zero point"))
-    y_zp, y_dtype = _out_type(args, 7, where)
-    a_s = _scale(_scalar(_const(args, 1, where, "A's scale"), where, "A's scale"), where, "A's scale")
-    b_s = _per_output(_scale(_const(args, 4, where, "B's scale"), where, "B's scale"), w.shape[1], where, "B's scale")
-    y_s = _scale(_scalar(_const(args, 6, where, "Y's scale"), where, "Y's scale"), where, "Y's scale")
+    x_zp = _one_zero_point(args, 2, where, "A's zero point", 0)
     rows = linear.gemm_like_shape(x, w.shape[0], where, column=False)
-    acc = integer_matmul(imp, x, x_zp, w, None, rows, x.shape[:-1] + (w.shape[1],), where, node.output[0])
+    acc = integer_matmul(imp, x, x_zp, w, None, rows, x.shape[:-1] + (w.shape[1],), where,
+                         node.output[0])
+    return acc, w.shape[1]
+
+
+def qlinear_matmul(imp, node, args, where, attrs):
+    acc, n = _matmul_accumulator(imp, node, args, where, 3, 5)
+    y_zp, y_dtype = _out_type(args, 7, where)
+    a_s = _one_scale(args, 1, where, "A's scale")
+    b_s = _per_output(_scale(_const(args, 4, where, "B's scale"), where, "B's scale"), n, where, "B's scale")
+    y_s = _one_scale(args, 6, where, "Y's scale")
     return [requantize(imp, acc, (a_s * b_s) / y_s, y_zp, y_dtype, where)]
 
 
 def matmul_integer(imp, node, args, where, attrs):
-    x = _int_act(args, 0, where, "A")
-    if not isinstance(args[1], Const):
-        raise TinyccError(f"{where}: B must be constant weights (A the runtime tensor)")
-    w = _weights(args, 1, 3, where, 1)
-    if w.ndim != 2:
-        raise TinyccError(f"{where}: weight has shape {list(w.shape)}, need 2-D")
-    x_zp = int(_scalar(_const(args, 2, where, "A's zero point", 0), where, "A's zero point"))
-    rows = linear.gemm_like_shape(x, w.shape[0], where, column=False)
-    return [integer_matmul(imp, x, x_zp, w, None, rows, x.shape[:-1] + (w.shape[1],), where,
-                           node.output[0])]
+    return [_matmul_accumulator(imp, node, args, where, 1, 3)[0]]
 
 
 def qgemm(imp, node, args, where, attrs):
@@ -170,7 +180,7 @@ def qgemm(imp, node, args, where, attrs):
         w = w.T
     xt = x.with_index(x.index.T) if attrs.get("transA", 0) else x
     n = w.shape[1]
-    x_zp = int(_scalar(_const(args, 2, where, "A's zero point"), where, "A's zero point"))
+    x_zp = _one_zero_point(args, 2, where, "A's zero point")
     bias = None
     if len(args) > 6 and args[6] is not None:
         c = _const(args, 6, where, "C (the bias)")
@@ -178,7 +188,7 @@ def qgemm(imp, node, args, where, attrs):
             raise TinyccError(f"{where}: C must be int32 with 1 or {n} values")
         bias = np.broadcast_to(c.reshape(-1).astype(np.int64), (n,))
     alpha = np.float32(attrs.get("alpha", 1.0))
-    a_s = _scale(_scalar(_const(args, 1, where, "A's scale"), where, "A's scale"), where, "A's scale")
+    a_s = _one_scale(args, 1, where, "A's scale")
     b_s = _per_output(_scale(_const(args, 4, where, "B's scale"), where, "B's scale"), n, where, "B's scale")
     if alpha <= 0 or not np.isfinite(alpha):
         raise TinyccError(f"{where}: alpha={float(alpha)} must be positive")
@@ -186,10 +196,10 @@ def qgemm(imp, node, args, where, attrs):
     acc = integer_matmul(imp, xt, x_zp, w, bias, rows, (1, n), where, node.output[0])
     scale = (alpha * a_s) * b_s
     if len(args) > 7 and args[7] is not None:
-        y_s = _scale(_scalar(_const(args, 7, where, "Y's scale"), where, "Y's scale"), where, "Y's scale")
+        y_s = _one_scale(args, 7, where, "Y's scale")
         y_zp, y_dtype = _out_type(args, 8, where)
         return [requantize(imp, acc, scale / y_s, y_zp, y_dtype, where)]
-    return [Act(acc.ir, acc.index, "float32", [["dequantize", _compact(scale), 0]])]
+    return [Act(acc.ir, acc.index, "float32", [["dequantize", compact(scale), 0]])]
 
 
 def _conv(imp, node, args, where, attrs, x, x_zp, w, bias):
@@ -210,7 +220,7 @@ def _conv(imp, node, args, where, attrs, x, x_zp, w, bias):
                    {"in_shape": [c, h, wd], "strides": strides, "pads": pads, "group": group,
                     "pad_value": int(x_zp)})
     if acc_bias.any():
-        acc = imp.emit("bias_add", name + ".bias", [acc], {"bias": _compact(acc_bias)})
+        acc = imp.emit("bias_add", name + ".bias", [acc], {"bias": compact(acc_bias)})
     _check_int32(imp, acc, where)
     imp.reading = "integer"
     return window._map_act(acc, imp, [], "int32")
@@ -226,11 +236,11 @@ def qlinear_conv(imp, node, args, where, attrs):
         if b.size != m:
             raise TinyccError(f"{where}: bias has {b.size} values for {m} output channels")
         bias = b.reshape(-1).astype(np.int64)
-    x_zp = int(_scalar(_const(args, 2, where, "x's zero point"), where, "x's zero point"))
+    x_zp = _one_zero_point(args, 2, where, "x's zero point")
     acc = _conv(imp, node, args, where, attrs, x, x_zp, w, bias)
-    x_s = _scale(_scalar(_const(args, 1, where, "x's scale"), where, "x's scale"), where, "x's scale")
+    x_s = _one_scale(args, 1, where, "x's scale")
     w_s = _per_output(_scale(_const(args, 4, where, "w's scale"), where, "w's scale"), m, where, "w's scale")
-    y_s = _scale(_scalar(_const(args, 6, where, "y's scale"), where, "y's scale"), where, "y's scale")
+    y_s = _one_scale(args, 6, where, "y's scale")
     y_zp, y_dtype = _out_type(args, 7, where)
     return [requantize(imp, acc, (x_s * w_s) / y_s, y_zp, y_dtype, where)]
 
@@ -238,7 +248,7 @@ def qlinear_conv(imp, node, args, where, attrs):
 def conv_integer(imp, node, args, where, attrs):
     x = _int_act(args, 0, where, "x")
     w = _weights(args, 1, 3, where, 0)
-    x_zp = int(_scalar(_const(args, 2, where, "x's zero point", 0), where, "x's zero point"))
+    x_zp = _one_zero_point(args, 2, where, "x's zero point", 0)
     return [_conv(imp, node, args, where, attrs, x, x_zp, w, None)]
 
 
@@ -249,9 +259,9 @@ def qlinear_global_average_pool(imp, node, args, where, attrs):
         raise TinyccError(f"{where}: channels_last=1 is not supported (NCHW maps only)")
     x = _int_act(args, 0, where, "X")
     c, h, w = window._map_shape(imp, x, where, node.op_type)
-    x_s = _scale(_scalar(_const(args, 1, where, "x_scale"), where, "x_scale"), where, "x_scale")
-    x_zp = int(_scalar(_const(args, 2, where, "x_zero_point"), where, "x_zero_point"))
-    y_s = _scale(_scalar(_const(args, 3, where, "y_scale"), where, "y_scale"), where, "y_scale")
+    x_s = _one_scale(args, 1, where, "x_scale")
+    x_zp = _one_zero_point(args, 2, where, "x_zero_point")
+    y_s = _one_scale(args, 3, where, "y_scale")
     y_zp, y_dtype = _out_type(args, 4, where)
     name = node.output[0]
     acc = imp.emit("sumpool", name, [x.ir], {"in_shape": [c, h, w], "kernel": [h, w],
@@ -282,9 +292,9 @@ def qlinear_add(imp, node, args, where, attrs):
     b = _const(args, kb, where, "the constant operand")
     s_a = _scale(_scalar(_const(args, ka + 1, where, "its scale"), where, "scale"), where, "scale")
     s_b = _scale(_scalar(_const(args, kb + 1, where, "its scale"), where, "scale"), where, "scale")
-    z_a = int(_scalar(_const(args, ka + 2, where, "zero point", 0), where, "zero point"))
-    z_b = int(_scalar(_const(args, kb + 2, where, "zero point", 0), where, "zero point"))
-    s_c = _scale(_scalar(_const(args, 6, where, "C's scale"), where, "C's scale"), where, "C's scale")
+    z_a = _one_zero_point(args, ka + 2, where, "zero point", 0)
+    z_b = _one_zero_point(args, kb + 2, where, "zero point", 0)
+    s_c = _one_scale(args, 6, where, "C's scale")
     z_c, dtype = _out_type(args, 7, where)
     if dtype != x.dtype:
         raise TinyccError(f"{where}: output {dtype} differs from input {x.dtype}")
@@ -307,13 +317,13 @@ def qlinear_add(imp, node, args, where, attrs):
         fixed = np.float32(z_c) - fma(r_a, np.float32(z_a), r_b * np.float32(z_b))
         if x.index.size == 1:       # MlasQLinearAdd's scalar-A path
             ops = [["fma", float(r_a), float(fixed)],
-                   ["add_product", _compact(bv.astype(np.float32)), float(r_b)]]
+                   ["add_product", compact(bv.astype(np.float32)), float(r_b)]]
         else:
-            ops = [["fma", float(r_a), _compact(fma(bv.astype(np.float32), r_b, fixed))]]
+            ops = [["fma", float(r_a), compact(fma(bv.astype(np.float32), r_b, fixed))]]
     else:
         fixed = np.float32(z_c) - (r_a * np.float32(z_a) + r_b * np.float32(z_b))
         ops = [["dequantize", float(r_a), 0], ["add", float(fixed)],
-               ["add", _compact(bv.astype(np.float32) * r_b)]]
+               ["add", compact(bv.astype(np.float32) * r_b)]]
     ops.append(["quantize", 1.0, 0, dtype])
     return [imp.requantize(Act(x.ir, x.index, "int32"), ops, dtype, where)]
 

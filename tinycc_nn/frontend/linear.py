@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import TinyccError
 from ..ir import channel_range
-from .values import Act, Const, FloatScales, is_pow2
+from .values import Act, Const, FloatScales, compact, is_pow2
 
 EXACT_LIMIT = 1 << 24
 SGEMM_STRIDE_K = 128   # MLAS's sgemm sums K in blocks of 128 (mlasi.h MLAS_SGEMM_STRIDEK)
@@ -120,35 +120,46 @@ def emit_matmul(imp, x: Act, w: Const, rows: np.ndarray, out_shape, where: str, 
     acc_bias = offset[rows] @ ints
     out_units = unit * units * alpha
     if bias is not None:
-        b = np.broadcast_to(np.asarray(bias, np.float64), out_units.shape) / out_units
-        if not (np.floor(b) == b).all() or np.abs(b).max() >= EXACT_LIMIT:
-            raise TinyccError(f"{where}: bias is not on the accumulator grid (scale_x * scale_w); "
-                              "quantize it to int32 with DequantizeLinear(scale = scale_x * scale_w)")
-        acc_bias = acc_bias + b.astype(np.int64)
-    _check_float32_range(imp, ir_x, offset, unit, ints, units, alpha, acc_bias, where)
+        acc_bias = acc_bias + bias_in_units(bias, out_units, where)
+    check_float32_range(imp, ir_x, offset, unit, ints, units, alpha, acc_bias, where)
     wname = imp.emit_const(w.dq_node or name + ".w", weights)
     acc = imp.emit("matmul", name, [ir_x, wname], {})
     if acc_bias.any():
-        bias_attr = int(acc_bias[0]) if (acc_bias == acc_bias[0]).all() else acc_bias.tolist()
-        acc = imp.emit("bias_add", name + ".bias", [acc], {"bias": bias_attr})
-    lo, hi = channel_range(imp.ir, acc)
+        acc = imp.emit("bias_add", name + ".bias", [acc], {"bias": compact(acc_bias)})
+    warn_inexact(imp, acc, where)
+    index = np.arange(ints.shape[1]).reshape(out_shape)
+    return Act(acc, index, "float32", [["dequantize", compact(out_units), 0]])
+
+
+def bias_in_units(bias, out_units: np.ndarray, where: str) -> np.ndarray:
+    """A float bias as integers of the accumulator's unit per output channel; refused
+    unless every value is an integer number of units below 2**24 (then the float add is
+    exact in onnxruntime, whatever order it adds in)."""
+    b = np.broadcast_to(np.asarray(bias, np.float64), out_units.shape) / out_units
+    if not (np.floor(b) == b).all() or np.abs(b).max() >= EXACT_LIMIT:
+        raise TinyccError(f"{where}: bias is not on the accumulator grid (scale_x * scale_w); "
+                          "quantize it to int32 with DequantizeLinear(scale = scale_x * scale_w)")
+    return b.astype(np.int64)
+
+
+def warn_inexact(imp, value: str, where: str) -> None:
+    """Warn when the sum computed as `value` can leave float32's exact integers."""
+    lo, hi = channel_range(imp.ir, value)
     bound = int(np.maximum(np.abs(lo), np.abs(hi)).max())
     if bound >= EXACT_LIMIT:
         imp.warn(f"{where}: partial sums can reach {bound} >= 2^24 units; onnxruntime's float32 "
                  "accumulation may round there, so bit-exactness is not proven")
-    units_attr = float(out_units[0]) if (out_units == out_units[0]).all() else out_units.tolist()
-    index = np.arange(ints.shape[1]).reshape(out_shape)
-    return Act(acc, index, "float32", [["dequantize", units_attr, 0]])
 
 
-def _check_float32_range(imp, ir_x, offset, unit, ints, units, alpha, acc_bias, where):
+def check_float32_range(imp, ir_x, offset, unit, ints, units, alpha, acc_bias, where):
     """Refuse scales whose float32 products or sums leave float32's exact range.
 
     The exactness argument above holds for integers times powers of two that float32
     represents: the accumulator unit must be at least the smallest denormal, 2^-149
     (below it onnxruntime's products round to a denormal or to zero), and every value
     on the way (dequantized inputs and weights, products, partial sums, the bias) must
-    stay below 2^128 (above it onnxruntime computes inf, and inf - inf = NaN)."""
+    stay below 2^128 (above it onnxruntime computes inf, and inf - inf = NaN).  `ints` is
+    [taps, outputs]: a conv passes its weights as [C/group * kh * kw, M]."""
     steps = [("the products' scale", unit * units)]
     if alpha != 1.0:
         steps.append(("the scale after alpha", unit * units * alpha))

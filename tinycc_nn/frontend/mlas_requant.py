@@ -13,12 +13,7 @@ import numpy as np
 
 from ..errors import TinyccError
 from ..ir import channel_range
-from .values import Act
-
-
-def _compact(v):
-    v = np.asarray(v).reshape(-1)
-    return v[0].item() if (v == v[0]).all() else [x.item() for x in v]
+from .values import Act, compact
 
 
 def _show(v) -> str:
@@ -28,7 +23,7 @@ def _show(v) -> str:
 
 def requantize(imp, acc: Act, scale, y_zp, y_dtype: str, where: str) -> Act:
     """MlasRequantizeOutput: saturate(round_half_even(float32(acc) * scale) + y_zp)."""
-    ops = [["dequantize", _compact(np.asarray(scale, np.float32)), 0],
+    ops = [["dequantize", compact(np.asarray(scale, np.float32)), 0],
            ["quantize", 1.0, int(y_zp), y_dtype]]
     try:
         return imp.requantize(acc, ops, y_dtype, where)
@@ -82,10 +77,10 @@ def _double_rounding(imp, acc: Act, scale, y_zp: int, y_dtype: str, ops) -> Act 
         y1_lo.append(int(y1.min()))
         y1_hi.append(int(y1.max()))
     first = imp.emit("requant", acc.ir + ".q1", [acc.ir],
-                     {"mult": _compact(mult), "rnd": 0, "shift": _compact(shift1),
+                     {"mult": compact(mult), "rnd": 0, "shift": compact(shift1),
                       "rounding": "half_even", "lo": min(y1_lo), "hi": max(y1_hi)})
     shift2 = np.asarray(shift2, np.int64)
     second = imp.emit("requant", acc.ir + ".q2", [first],
-                      {"mult": 1, "rnd": _compact(y_zp * (1 << shift2)), "shift": _compact(shift2),
+                      {"mult": 1, "rnd": compact(y_zp * (1 << shift2)), "shift": compact(shift2),
                        "rounding": rounding, "lo": lo, "hi": hi})
     return Act(second, acc.index, y_dtype)

@@ -68,6 +68,12 @@ def is_pow2(x) -> bool:
     return bool(np.all(mant == 0.5))
 
 
+def compact(v):
+    """A per-channel attribute as one number when every channel has it, else a list."""
+    v = np.asarray(v).reshape(-1)
+    return v[0].item() if (v == v[0]).all() else [x.item() for x in v]
+
+
 def by_channel(act: Act, ir_type) -> tuple:
     """(act with each ONNX element numbered by its IR channel, number of channels): float
     op parameters are per channel of the IR value (an element of a vector, a plane of a

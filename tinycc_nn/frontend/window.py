@@ -19,9 +19,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import TinyccError
-from ..ir import channel_range, window_out_hw
+from ..ir import window_out_hw
 from . import linear
-from .values import Act, Const, FloatScales
+from .values import Act, FloatScales, compact
 from .values import arg_act as _act, arg_const as _const, runtime_act as _float_act
 
 
@@ -76,18 +76,13 @@ def _window_attrs(attrs: dict, where: str, kernel, in_hw, op_type: str):
     return strides, pads
 
 
-def _channel_offsets(imp, ir_x: str, offset, c: int, where: str) -> np.ndarray:
+def _channel_offsets(offset, c: int, where: str) -> np.ndarray:
     """integerize's offsets (per channel of the IR value) as one per map channel."""
     per = offset.size // c
     off = offset.reshape(c, per)
     if (off != off[:, :1]).any():
         raise TinyccError(f"{where}: the input's zero point varies within a channel of the map")
     return off[:, 0]
-
-
-def _compact(v):
-    v = np.asarray(v).reshape(-1)
-    return v[0].item() if (v == v[0]).all() else [x.item() for x in v]
 
 
 def _map_act(ir: str, imp, ops, dtype) -> Act:
@@ -125,7 +120,7 @@ def conv(imp, node, args, where, attrs):
                           "integer program can match them bit-exactly")
     ints = np.asarray(w.qint, np.int64) - np.asarray(w.qzp, np.int64)
     ir_x, offset, unit = linear.integerize(imp, x, where)
-    off = _channel_offsets(imp, ir_x, offset, c, where)
+    off = _channel_offsets(offset, c, where)
     chan = (np.arange(m) // (m // group))[:, None] * cg + np.arange(cg)[None, :]
     acc_bias = (off[chan][:, :, None, None] * ints).sum(axis=(1, 2, 3))
     out_units = unit * units
@@ -133,27 +128,19 @@ def conv(imp, node, args, where, attrs):
         b = _const(args, 2, where, "B (the bias)").value
         if b.size != m:
             raise TinyccError(f"{where}: bias has {b.size} values for {m} output channels")
-        b = np.asarray(b, np.float32).astype(np.float64).reshape(-1) / out_units
-        if not (np.floor(b) == b).all() or np.abs(b).max() >= linear.EXACT_LIMIT:
-            raise TinyccError(f"{where}: bias is not on the accumulator grid (scale_x * scale_w); "
-                              "quantize it to int32 with DequantizeLinear(scale = scale_x * scale_w)")
-        acc_bias = acc_bias + b.astype(np.int64)
+        acc_bias = acc_bias + linear.bias_in_units(np.asarray(b, np.float32).reshape(-1),
+                                                   out_units, where)
+    linear.check_float32_range(imp, ir_x, off, unit, ints.reshape(m, -1).T, units, 1.0,
+                               acc_bias, where)
     wname = imp.emit_const(w.dq_node or node.output[0] + ".w", ints)
     acc = imp.emit("conv", node.output[0], [ir_x, wname],
                    {"in_shape": [c, h, wd], "strides": strides, "pads": pads, "group": group,
-                    "pad_value": _compact(-off)})
+                    "pad_value": compact(-off)})
     if acc_bias.any():
-        acc = imp.emit("bias_add", node.output[0] + ".bias", [acc], {"bias": _compact(acc_bias)})
-    _warn_inexact(imp, acc, where)
-    return [_map_act(acc, imp, [["dequantize", _compact(out_units), 0]], "float32")]
+        acc = imp.emit("bias_add", node.output[0] + ".bias", [acc], {"bias": compact(acc_bias)})
+    linear.warn_inexact(imp, acc, where)
+    return [_map_act(acc, imp, [["dequantize", compact(out_units), 0]], "float32")]
 
-
-def _warn_inexact(imp, value: str, where: str) -> None:
-    lo, hi = channel_range(imp.ir, value)
-    bound = int(np.maximum(np.abs(lo), np.abs(hi)).max())
-    if bound >= linear.EXACT_LIMIT:
-        imp.warn(f"{where}: partial sums can reach {bound} >= 2^24 units; onnxruntime's float32 "
-                 "accumulation may round there, so bit-exactness is not proven")
 
 
 def _ops_per_map_channel(ops, n: int, c: int, where: str) -> list:
@@ -170,7 +157,7 @@ def _ops_per_map_channel(ops, n: int, c: int, where: str) -> list:
                 if (per != per[:, :1]).any():
                     raise TinyccError(f"{where}: the input's scale or zero point varies within "
                                       "a channel of the map")
-                p = _compact(per[:, 0])
+                p = compact(per[:, 0])
             new.append(p)
         out.append(new)
     return out
@@ -213,12 +200,12 @@ def average_pool(imp, node, args, where, attrs):
             raise TinyccError(f"{where}: with pads and count_include_pad=0 the divisor differs "
                               "at the border; use count_include_pad=1 or no padding")
     ir_x, offset, unit = linear.integerize(imp, x, where)
-    off = _channel_offsets(imp, ir_x, offset, c, where)
+    off = _channel_offsets(offset, c, where)
     taps = kernel[0] * kernel[1]
     out = imp.emit("sumpool", node.output[0], [ir_x],
                    {"in_shape": [c, h, w], "kernel": kernel, "strides": strides, "pads": pads,
-                    "pad_value": _compact(-off)})
-    _warn_inexact(imp, out, where)
+                    "pad_value": compact(-off)})
+    linear.warn_inexact(imp, out, where)
     # (sum + taps * offset) * unit is onnxruntime's exact float sum; it then divides
-    ops = [["dequantize", unit, _compact(-taps * off)], ["div", float(taps)]]
+    ops = [["dequantize", unit, compact(-taps * off)], ["div", float(taps)]]
     return [_map_act(out, imp, ops, "float32")]
