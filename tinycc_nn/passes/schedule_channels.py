@@ -97,16 +97,19 @@ class ScheduleChannels(Pass):
     def apply(self, graph: Graph) -> bool:
         before = {n: graph.attrs(n).get("channel_loop") for n in graph.order()}
         chains = channel_chains(graph)
+
+        def peak_with(choice) -> int:
+            _tag(graph, chains, choice)
+            return _peak(graph, self.input_in_ram)
+
         if len(chains) <= MAX_SEARCH:
+            # more loops first, so that min() keeps the longest of equal peaks
             choices = sorted(product((True, False), repeat=len(chains)), key=lambda c: -sum(c))
-            best = min(choices, key=lambda c: (_tag(graph, chains, c), _peak(graph, self.input_in_ram))[1])
+            best = min(choices, key=peak_with)
         else:       # greedy: a loop stays only where it lowers the peak
             best = [True] * len(chains)
             for k in range(len(chains)):
-                _tag(graph, chains, best)
-                with_loop = _peak(graph, self.input_in_ram)
-                best[k] = False
-                _tag(graph, chains, best)
-                best[k] = _peak(graph, self.input_in_ram) >= with_loop
+                with_loop = peak_with(best)
+                best[k] = peak_with(best[:k] + [False] + best[k + 1:]) >= with_loop
         _tag(graph, chains, best)
         return before != {n: graph.attrs(n).get("channel_loop") for n in graph.order()}
