@@ -171,3 +171,20 @@ def assert_outputs_equal(outs: dict, ref: list, n: int, seed) -> None:
         got, want = got.reshape(n, -1), want.reshape(n, -1)
         assert got.dtype == want.dtype, name
         assert np.array_equal(got, want), f"seed {seed}, output {name}"
+
+
+def unseen_reference_shape(rng, *, bias: bool = True, widths=(64, 16, 16, 16, 10)) -> Model:
+    """The reference shape (64-16-16-16-10, {-2,-1,+1,+2}) built the way other tools write
+    it: a signed int8 input at scale 2^-7, int8 activations after each Relu (0..127), a
+    weight scale of its own per layer, biases on the accumulator grid (or none)."""
+    m = Model([], widths[0], in_exp=-7, in_dtype="int8", argmax=True)
+    x_exp = m.in_exp
+    for k in range(len(widths) - 1):
+        w = random_weights(rng, (widths[k], widths[k + 1]), "pm2")
+        w_exp = int(rng.integers(-5, 0))
+        b = rng.integers(-600, 600, widths[k + 1]) if bias else None
+        typical = np.sqrt(widths[k]) * 1.5 * 32
+        out_exp = int(np.round(np.log2(typical) + x_exp + w_exp - 7 + rng.integers(-1, 2)))
+        m.layers.append(Layer(w, w_exp, b, relu=k < len(widths) - 2, out_exp=out_exp, out_dtype="int8"))
+        x_exp = out_exp
+    return m

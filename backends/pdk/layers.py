@@ -181,24 +181,14 @@ def plan_dense(graph, name: str, where: str) -> DensePlan:
     span = yt.hi - yt.lo
     clamp_low = a["lo"] is not None and bool((q_lo < 0).any())
     clamp_high = span if a["hi"] is not None and bool((q_hi > span).any()) else None
-    # The combine adds the negative terms first, then the positive ones: the partial
-    # sums fall from the constant to at least `neg`, then rise monotonically to t, whose
-    # proven range interval analysis gives.
-    coefs = np.array(planes.coefs, np.int64).reshape(-1, 1)
-    neg = consts + (np.minimum(coefs, 0) * pmax).sum(axis=0) + min(planes.offset, 0) * u_max
-    top = max(int((t_hi - yt.lo * (one << shifts)).max()), int(consts.max())) + (1 << shift)
-    if planes.offset:   # u = offset * U is computed in acc by shifting U up
-        top = max(top, u_max << max(abs(planes.offset).bit_length() - 1, 0))
-    acc_bytes = max(signed_bytes(-int(neg.min()) - 1), signed_bytes(top), 1)
-    if post_mult != 1:
-        # S (the combined sums) comes first, then acc = constant + S * mult by adding
-        # shifted copies of S: every partial result lies between the constant and t
-        pos = (np.maximum(coefs, 0) * pmax).sum(axis=0) + max(planes.offset, 0) * u_max
-        s_neg = neg - consts
-        ends = [consts, consts + s_neg * post_mult, consts + pos * post_mult, s_neg, pos,
-                s_neg * post_mult, pos * post_mult]
-        acc_bytes = max(acc_bytes, *(signed_bytes(max(-int(e.min()) - 1, int(e.max())))
-                                     for e in ends))
+    # Every add into acc is modulo 2^(8n), so only the value the shift sees must fit
+    # (signed: its sign drives the shift and the clamps): t less the output offset, plus
+    # the rounding constant.  The input sum U is summed in acc before u = offset * U.
+    pre_lo = int((t_lo - yt.lo * (one << shifts)).min())
+    pre_hi = int((t_hi - yt.lo * (one << shifts)).max()) + (1 << shift)
+    acc_bytes = max(signed_bytes(max(-pre_lo - 1, pre_hi)), 1)
+    if planes.offset:
+        acc_bytes = max(acc_bytes, unsigned_bytes(u_max))
     group, wbytes = group_shape(planes.count)
     groups = -(-k // group)
     # identity weights: no table, neuron j loads x[j] as its plane sum (found from its
