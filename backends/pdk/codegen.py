@@ -32,7 +32,7 @@ from tinycc_nn.errors import TinyccError
 
 from .asm import Asm, h
 from .layers import TABLE_MAX, DensePlan, plan_dense, unsigned_bytes, widened
-from . import library, routines
+from . import finish, library, routines
 from .layout import Layout, place_stack, place_vectors
 
 SP = 0x02
@@ -65,7 +65,8 @@ class Codegen:
         self.usums = set()
         self.stages = set()       # group sizes of the staging routines called
         self.finishers = {}       # finish_key -> (label, a plan with that key)
-        self.tails = {}           # routines.tail_key -> label of the shared finish tail
+        self.tails = {}           # finish.Tail -> label of the shared finish tail
+        self.tail_of = {}         # layer -> its finish.Tail
         self.tables = []          # (label, bytes): the last one is open while open_table
         self.open_table = False   # ... and later layers' rows may go on in it
         self.widx_at = None       # (table, entry) widx holds at this point of the program
@@ -258,6 +259,7 @@ class Codegen:
     # emission --------------------------------------------------------------------------
     def emit(self) -> str:
         self.plan()
+        self.tail_of = finish.plan_tails(self.plans.values(), self.opt == "speed")
         g, a = self.graph, self.asm
         a.comment(f"tinycc-nn: @{g.name} for {self.part} ({self.core_name}), --opt {self.opt}")
         a.comment("RAM map (byte addresses):")
@@ -326,7 +328,7 @@ class Codegen:
         for layer, label, plan in self.deferred:
             a.section(layer)
             a.label(label, f"finish the {plan.ways} neurons of a group of %{layer}")
-            self.finish_group(plan, None, False)
+            self.finish_group(plan, None)
             self.op("ret")
         for key in sorted(self.usums):
             a.section("input_sums")
@@ -336,18 +338,19 @@ class Codegen:
             users = ", ".join(n for n, q in self.plans.items()
                               if self.finisher_key(q) == self.finisher_key(plan))
             a.label(label, f"finish a neuron of {users}")
-            routines.finish(self, plan)
+            finish.emit(self, plan, self.tail_of[plan.name])
         for label, targets, seg in self.dispatchers:
             a.section("tables")
             a.label(label, "the current segment's table, at index widx")
-            self.op(f"mov a, {seg}", "1, 3, 5, ...: two words per segment")
+            self.op(f"mov a, {seg}", "1, 2, 3, ...: a goto per segment")
             self.op("pcadd a")
             for t in targets:
-                self.op(f"mov a, {self.r('widx')}")
                 self.op(f"goto {t}")
         for label, data in self.tables:
             a.section("tables")
-            a.label(label)
+            a.label(label, "A = entry widx, widx += 1")
+            self.op(f"mov a, {self.r('widx')}")
+            self.op(f"inc {self.r('widx')}", "inc leaves A alone")
             self.op("pcadd a")
             for byte in data:
                 self.op(f"ret #{h(int(byte))}")
@@ -448,7 +451,7 @@ class Codegen:
         return routines.stage_label(p.group)
 
     def finisher_key(self, p: DensePlan) -> tuple:
-        return p.finish_key(shift_in_code=self.opt == "speed")
+        return finish.head_key(p, self.tail_of[p.name])
 
     def emit_dense(self, p: DensePlan) -> None:
         a = self.asm
@@ -570,7 +573,7 @@ class Codegen:
             if self.staged(p):
                 self.op(f"call {self.stage_label(p)}", f"the next {p.group} inputs into RAM")
             for b in range(p.wbytes):
-                self.fetch_to(fetch, dispatch, "wb", b)
+                self.fetch_to(fetch, "wb", b)
             kkey = (p.planes.count, p.pb_raw, p.group, streamed and not self.staged(p),
                     (p.ways, self.layout.vectors[f"ways@{p.name}"][0]) if p.ways > 1 else None)
             if self.opt == "speed":      # the kernel inline: no call and return per group
@@ -587,13 +590,12 @@ class Codegen:
         if post is not None:
             self.op(f"call {post}", f"finish these {p.ways} neurons")
         else:
-            self.finish_group(p, fetch, dispatch)
+            self.finish_group(p, fetch)
         if dispatch:
             same = self.fresh("sameseg")
             self.op(f"mov a, {self.r('widx')}")
             self.op(f"ceqsn a, #{h((1 + p.per_segment * p.rows.shape[1]) & 0xFF)}", "segment done?")
             self.op(f"goto {same}")
-            self.op(f"inc {self.seg(p)}")
             self.op(f"inc {self.seg(p)}")
             self.movi("widx", 1)
             a.label(same)
@@ -601,7 +603,7 @@ class Codegen:
         self.op(f"ceqsn a, #{h(end)}", "all neurons done?")
         self.op(f"goto {neuron}")
 
-    def finish_group(self, p: DensePlan, fetch: str, dispatch: bool) -> None:
+    def finish_group(self, p: DensePlan, fetch: str) -> None:
         """Finish the `ways` neurons whose sums the group loop left (the first in the plane
         registers, the others in ways@ RAM): constant, shift, round, clamp, store each."""
         key = self.finisher_key(p)
@@ -618,12 +620,12 @@ class Codegen:
                         self.movi("mtmp", p.uniform_value >> (8 * b), byte=b,
                                   comment="the constant, added after the multiply" if not b else "")
                     else:
-                        self.fetch_to(fetch, dispatch)
+                        self.fetch_to(fetch)
                         self.op(f"mov {self.r('mtmp', b)}, a", "the neuron's constant")
             elif not p.uniform_const:    # acc += this neuron's constant, from the table
                 width = p.const_bytes or p.acc_bytes     # (its delta from the base in u)
                 for b in range(width):
-                    self.fetch_to(fetch, dispatch)
+                    self.fetch_to(fetch)
                     self.op(f"add {self.r('acc', b)}, a", "+ the neuron's constant")
                     for c in range(b + 1, p.acc_bytes):
                         self.op(f"addc {self.r('acc', c)}")
@@ -631,10 +633,13 @@ class Codegen:
                     self.op("sl a", "C = the delta's sign")
                     for c in range(width, p.acc_bytes):
                         self.op(f"subc {self.r('acc', c)}")
+            param = finish.parameter(p, self.tail_of[p.name])
             if p.shifts is not None:     # per-channel scales: the count is in the row
-                self.fetch_to(fetch, dispatch)
-            elif self.opt != "speed" and p.shift:
-                self.op(f"mov a, #{h(p.shift)}", "shift count")
+                self.fetch_to(fetch)
+            elif param is not None:
+                self.op(f"mov a, #{h(param)}", "shift count" if param == p.shift else
+                        f"shift {p.shift}" + (", not a tie" if param & 1 else "")
+                        + (", the second bound" if param & 0x80 else ""))
             self.op(f"call {self.finishers[key][0]}", "combine, shift, round, clamp, store")
 
     def clear_sums(self) -> None:
@@ -645,16 +650,9 @@ class Codegen:
         for addr in sorted(cleared):
             self.op(f"clear {h(addr)}")
 
-    def fetch_to(self, table: str, dispatch: bool, reg: str | None = None, byte: int = 0) -> None:
-        """A (and reg, if given) = the next table byte; widx += 1 (this clobbers C)."""
-        if dispatch:
-            self.op(f"call {table}")
-        else:
-            self.op(f"mov a, {self.r('widx')}")
-            self.op(f"call {table}")
+    def fetch_to(self, table: str, reg: str | None = None, byte: int = 0) -> None:
+        """A (and reg, if given) = the next table byte; the table (or the dispatcher in
+        front of it) reads widx and steps it, which clobbers C."""
+        self.op(f"call {table}")
         if reg is not None:
             self.op(f"mov {self.r(reg, byte)}, a")
-            self.op(f"inc {self.r('widx')}")
-        else:
-            self.op(f"inc {self.r('widx')}")     # inc leaves A alone
-

@@ -60,6 +60,7 @@ class DensePlan:
     const_base: int = 0    # per-neuron constants = const_base (in u) + a signed delta of
     const_bytes: int = 0   # const_bytes table bytes (0: acc_bytes, no base)
     shifts: tuple | None = None  # per neuron, when they differ (shift is then their max)
+    span: int = 255        # stored values lie in [0, span]
 
     @property
     def units(self) -> int:
@@ -90,13 +91,6 @@ class DensePlan:
         width = self.const_bytes or self.acc_bytes
         return np.array([[((int(c) - self.const_base) >> (8 * b)) & 0xFF for b in range(width)]
                          for c in self.consts], np.int64).reshape(self.n, width)
-
-    def finish_key(self, shift_in_code: bool) -> tuple:
-        """Layers whose per-neuron finishing code is identical share one subroutine
-        (with `shift_in_code` false the shift count arrives in A)."""
-        shift = self.shift if shift_in_code and self.shifts is None else self.shift > 0
-        return (self.planes.coefs, tuple(self.pb), self.acc_bytes, shift, self.rounding,
-                self.clamp_low, self.clamp_high, self.out_bytes, self.has_u, self.post_mult)
 
     @property
     def has_u(self) -> bool:
@@ -209,7 +203,7 @@ def plan_dense(graph, name: str, where: str) -> DensePlan:
                      [int(c) for c in consts], shift, rounding, clamp_low, clamp_high,
                      yt.lo, unsigned_bytes(span), plane_bytes, 0, uniform,
                      shifts=tuple(int(v) for v in shifts) if varied else None, diag=diag,
-                     post_mult=post_mult, const_base=base, const_bytes=narrow)
+                     post_mult=post_mult, const_base=base, const_bytes=narrow, span=span)
     rows = plane_bytes if uniform else np.concatenate([plane_bytes, plan.const_rows()], axis=1)
     if varied:
         rows = np.concatenate([rows, shifts.reshape(n, 1)], axis=1)
