@@ -17,7 +17,7 @@ from tinycc_nn.backend import Backend, Program
 from tinycc_nn.errors import DoesNotFit, TinyccError
 from tinycc_nn.passes.requant_as_dense import RequantAsDense
 
-from . import library, routines, sdas
+from . import inputs, library, sdas
 from .codegen import Codegen
 from .isa import CORES
 from .parts import CORE_LIMITS, PARTS, Part, generic
@@ -38,8 +38,8 @@ class PdkProgram(Program):
         self.table = symbols["_nn_input_table"]
         # more than 255 inputs: tables of 128 words, one per half page
         self.halves = []
-        while "_nn_input_h1" in symbols and routines.input_half_label(len(self.halves)) in symbols:
-            self.halves.append(symbols[routines.input_half_label(len(self.halves))])
+        while "_nn_input_h1" in symbols and inputs.input_half_label(len(self.halves)) in symbols:
+            self.halves.append(symbols[inputs.input_half_label(len(self.halves))])
         self.ret_k = self.core.entry("ret #k")
         self.in_lo = self.graph.type(self.graph.inputs()[0]).lo
 

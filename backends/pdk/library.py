@@ -4,6 +4,7 @@ link the model: the prototypes, the RAM it owns, the stack it needs, where outpu
 from __future__ import annotations
 
 from .asm import h
+from . import inputs
 
 
 def stack_bytes(gen) -> int:
@@ -24,7 +25,7 @@ def header(gen, symbol_prefix: str = "NN") -> str:
              "runs on your stack. */",
              "#ifndef TINYCC_NN_MODEL_H", "#define TINYCC_NN_MODEL_H", "",
              f"#define {symbol_prefix}_INPUT_SIZE {k}",
-             f"#define {symbol_prefix}_INPUT_READS {gen.input_table_size()}"
+             f"#define {symbol_prefix}_INPUT_READS {inputs.table_size(gen)}"
              "  /* indices nn_read_input may be asked for; past INPUT_SIZE, any value */",
              f"#define {symbol_prefix}_RAM_FIRST {h(gen.ram_first)}",
              f"#define {symbol_prefix}_RAM_END {h(lay.used)}  /* pass to --data-loc */",
@@ -45,7 +46,7 @@ def header(gen, symbol_prefix: str = "NN") -> str:
               f"as QuantizeLinear gives it{'; the model adds ' + str(-lo) + ' itself' if lo else ''}).",
               " * Called with SDCC's default (non-reentrant) convention; it may be asked for an",
               " * index more than once, so return the same value each time. */",
-              f"unsigned char nn_read_input(unsigned {'int' if gen.wide_input else 'char'} index);",
+              f"unsigned char nn_read_input(unsigned {'int' if inputs.wide(gen) else 'char'} index);",
               "", "#endif", ""]
     return "\n".join(lines)
 

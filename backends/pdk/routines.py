@@ -1,13 +1,17 @@
-"""The shared subroutines of a Padauk program: kernels, input sums, finish, argmax.
+"""The shared subroutines of a Padauk program: kernels, staging, input sums, argmax.
 
-Each is emitted once per distinct key and called from the layer loops that `codegen`
-writes; `gen` is that Codegen (its layout, assembler buffer and options).
+Each is emitted once per distinct key and called from the layer loops that `layer_loop`
+writes; `gen` is the Codegen (its layout, assembler buffer and options).
+
+The kernel keeps the carry flag clear between planes: `inc` of the input pointer
+clears it, a skipped `add` leaves it clear, and an executed `add`/`addc` chain
+ends clear because interval analysis sized the plane sums not to overflow.
 """
 from __future__ import annotations
 
 from .asm import h
-from .layers import DensePlan
 from .planes import bit_of
+from . import inputs
 
 FLAG = 0x00
 Z, C = 0, 1
@@ -35,7 +39,7 @@ def kernel_body(gen, planes: int, pb: int, group: int, streamed: bool, ways=None
     count, base = ways if ways is not None else (1, None)
     for i in range(group):
         if streamed:
-            gen.read_input()      # ends with inc inidx, which clears C
+            inputs.read_input(gen)      # ends with inc inidx, which clears C
         else:
             gen.op(f"idxm a, {gen.r('ptr')}", f"input {i}")
             gen.op(f"inc {gen.r('ptr')}", "also clears C")
@@ -60,7 +64,7 @@ def stage(gen, group: int) -> None:
     base = gen.stage_base
     gen.asm.label(stage_label(group), f"inputs inidx.. into {h(base)}..{h(base + group - 1)}, "
                                       f"ptr = {h(base)}")
-    gen.copy_input(base, group)
+    inputs.copy_input(gen, base, group)
     gen.movi("ptr", base)
     gen.op("ret")
 
@@ -81,7 +85,7 @@ def input_sum(gen, streamed: bool, nbytes: int, offset: int) -> None:
     loop = gen.fresh("usum")
     a.label(loop)
     if streamed:
-        gen.read_input()
+        inputs.read_input(gen)
     else:
         gen.op(f"idxm a, {gen.r('ptr')}")
         gen.op(f"inc {gen.r('ptr')}")
@@ -151,49 +155,3 @@ def argmax(gen, name: str) -> None:
     gen.op(f"mov a, {gen.r('ptr')}")
     gen.op(f"ceqsn a, #{h(end)}", "all compared?")
     gen.op(f"goto {loop}")
-
-
-
-def input_half_label(half: int) -> str:
-    return "_nn_input_table" if half == 0 else f"_nn_input_h{half}"
-
-
-def wide_input_table(gen) -> None:
-    """The harness input for more than 255 indices (low byte in A, high byte in inhi):
-    tables of 128 `ret #k` words, one per half page, picked by A's bit 7 (`add a,
-    #0x80` moves it to C) and by inhi's bits; input i is at input_half_label(i // 128)
-    + i % 128."""
-    a, size = gen.asm, gen.input_table_size()
-    pages = -(-size // 256)
-    a.section("harness")
-    a.label("_nn_read_input:", "harness input: index in A and inhi, byte in A")
-    gen.op("add a, #0x80", "C = index bit 7; A = index ^ 0x80")
-    upper = gen.fresh("in_upper")
-    gen.op(f"t0sn.io {h(FLAG)}, #{C}")
-    gen.op(f"goto {upper}")
-
-    def node(page: int, bit: int, top: int) -> None:
-        if bit < 0:
-            half = 2 * page + top
-            entries = min(128, size - 128 * half)
-            # A = index + 128 (lower half) or index - 128 (upper): + 1 for pcadd
-            gen.op(f"add a, #{h(0x01 if top else 0x81)}")
-            gen.op("pcadd a")
-            a.label(f"{input_half_label(half)}:")
-            for _ in range(max(entries, 1)):
-                gen.op("ret #0x00")
-            return
-        if page + (1 << bit) >= pages:       # no page with this bit set
-            node(page, bit - 1, top)
-            return
-        one = gen.fresh("in_page")
-        gen.op(f"t0sn {gen.r('inhi')}, #{bit}")
-        gen.op(f"goto {one}")
-        node(page, bit - 1, top)
-        a.label(one)
-        node(page + (1 << bit), bit - 1, top)
-
-    bits = (pages - 1).bit_length()
-    node(0, bits - 1, 0)
-    a.label(upper)
-    node(0, bits - 1, 1)
