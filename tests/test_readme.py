@@ -130,6 +130,25 @@ def test_the_library_snippet_runs(cwd, capsys):
     assert sorted(p.name for p in (cwd / "build" / "model").iterdir()) == ["model.py", "report.json"]
 
 
+def test_the_torch_export_snippets_compile_bit_exactly(cwd, capsys):
+    """Each torch route "Bring your own model" shows writes models that verify with no mismatch."""
+    for module in ("torch", "onnxscript", "torchao"):
+        pytest.importorskip(module)
+    section = _section("Bring your own model")
+    snippets = [b for b in re.findall(r"```python\n(.*?)```", section, re.S)
+                if "torch.onnx.export(" in b]
+    assert len(snippets) == 3
+    for code in snippets:
+        exec(compile(code, "README.md", "exec"), {})
+    written = sorted(p.name for p in cwd.glob("*.onnx"))
+    assert written == ["net.onnx", "net_torchscript.onnx", "pt2e.onnx", "qat.onnx"]
+    np.save("x.npy", np.random.default_rng(2).normal(0, 1, (200, 16)).astype(np.float32))
+    for name in written:
+        capsys.readouterr()
+        assert main(["verify", name, "-t", "python", "--inputs", "x.npy", "--json"]) == 0, name
+        assert json.loads(capsys.readouterr().out)["mismatches"] == 0
+
+
 @pytest.mark.skipif(not shutil.which("riscv64-unknown-elf-gcc"), reason="needs the RISC-V gcc")
 def test_ch32v003_stack_figure(cwd, capsys):
     doc = (ROOT / "backends" / "ch32v003" / "README.md").read_text()

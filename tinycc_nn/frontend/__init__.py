@@ -19,6 +19,11 @@ from .values import FloatScales
 
 MIN_OPSET = 13
 FLOAT_LINEAR = {"MatMul", "Gemm", "Conv", "FusedGemm", "FusedMatMul", "FusedConv"}
+# FusedGemm/FusedConv: onnxruntime fused the activation after the op before its QDQ fusion ran
+ACTIVATION_FIRST = ("; an activation between the two, fused into the float op here, blocks "
+                    "it, and a ReLU does not when its quantizer's zero point is the bottom of "
+                    "its range, -128 in int8 or 0 in uint8: onnxruntime then drops the ReLU "
+                    "as a no-op")
 
 
 def read_model(source) -> onnx.ModelProto:
@@ -115,11 +120,14 @@ def _integer_reading(model: onnx.ModelProto, label, warn, refusal: FloatScales):
         left = [n for n in fused.graph.node if n.op_type in FLOAT_LINEAR]
         if left or isinstance(e, FloatScales):
             what = f"{left[0].op_type} '{left[0].name}'" if left else "it"
+            fused_first = left and left[0].op_type in ("FusedGemm", "FusedConv")
+            activation = ACTIVATION_FIRST if fused_first else ""
             raise TinyccError(
                 f"{refusal}; and onnxruntime runs {what} in float32 at every optimization level "
                 "too (it fuses a QDQ MatMul/Gemm/Conv into an integer kernel only when it sees "
                 "the whole group: quantized input and weights, a bias, if any, as int32 behind a "
-                "DequantizeLinear, a QuantizeLinear after), so no integer program can match it: "
+                "DequantizeLinear (recent onnxruntime quantizes a float bias itself), a "
+                f"QuantizeLinear right after{activation}), so no integer program can match it: "
                 "quantize the float model with onnxruntime's quantize_static (which writes such "
                 "groups), or use power-of-two scales (tinycc_nn.qat)") from None
         raise TinyccError(f"{e} [scales that are not powers of two, e.g. {refusal.node}, so "

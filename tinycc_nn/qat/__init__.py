@@ -20,6 +20,7 @@ _EXPORTS = {
     "QConv2d": "conv", "conv_weight_bytes": "conv",
     "WeightScheme": "schemes", "build_onnx": "export", "export_onnx": "export",
     "choose_widths": "budget", "weight_bytes": "budget",
+    "FrozenFakeQuant": "freeze", "freeze_fake_quant": "freeze",
 }
 __all__ = sorted([*_EXPORTS, "torch_predict"])
 
