@@ -78,8 +78,8 @@ def test_missing_package_names_the_install_command(tmp_path, monkeypatch):
 
 
 def test_unknown_size_and_split_are_user_errors():
-    with pytest.raises(TinyccError, match="size 10"):
-        datasets.mnist(10)
+    with pytest.raises(TinyccError, match="size 11"):
+        datasets.mnist(11)
     with pytest.raises(TinyccError, match="'val'"):
         datasets.mnist(8, "val")
 

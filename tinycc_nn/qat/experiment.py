@@ -48,6 +48,8 @@ class Experiment:
     weight_exponent_offset: int = 0  # added to each layer's MSE weight exponent (QLinear)
     refine_passes: int = 0  # sweeps of integer coordinate descent after QAT (0: none)
     seed: int = 0
+    train_limit: int | None = None  # train on the first N training images (None: all 60,000)
+    test_limit: int | None = None  # measure on the first N test images (None: all 10,000)
 
     def build(self) -> torch.nn.Sequential:
         return mlp(tuple(self.widths), self.schemes, bias=self.bias, act_bits=self.act_bits,
@@ -73,8 +75,8 @@ def ort_predict(path, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def run(exp: Experiment, out_dir=None, progress: bool = True) -> dict:
     """Train, export to `out_dir/model.onnx` (+ model.pt), measure; returns the results."""
     start = time.time()
-    images, labels = mnist_images("train")
-    x_test, y_test = mnist(exp.size, "test")
+    images, labels = (a[:exp.train_limit] for a in mnist_images("train"))
+    x_test, y_test = (a[:exp.test_limit] for a in mnist(exp.size, "test"))
     test = (x_test, y_test)
     recipe = functools.partial(Recipe, batch_size=exp.batch_size, augment=augmenter(exp.augment), seed=exp.seed)
     # torch seeds its default generator at random in every process: seed before the first
@@ -96,7 +98,8 @@ def run(exp: Experiment, out_dir=None, progress: bool = True) -> dict:
     results = {"weight_bytes": weight_bytes(model), "fp32_accuracy": float_acc}
     if exp.refine_passes:
         results["qat_accuracy"] = accuracy(model, *test)
-        results["refine_log"] = refine_weights(model, *mnist(exp.size, "train"), passes=exp.refine_passes,
+        x_train, y_train = (a[:exp.train_limit] for a in mnist(exp.size, "train"))
+        results["refine_log"] = refine_weights(model, x_train, y_train, passes=exp.refine_passes,
                                                seed=exp.seed, progress=progress)
     results.update(train_seconds=round(time.time() - start), epochs_log=log)
     logits, classes = torch_predict(model, x_test)
