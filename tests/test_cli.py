@@ -273,7 +273,7 @@ def test_verify_when_the_batch_dimension_does_not_pass_through(tmp_path, capsys,
     (["compile", "sigmoid.onnx", "-t", "python", "-o", "o"], "Sigmoid 'sig_node': operator Sigmoid"),
     (["compile", "m.onnx"], "required: -t/--target"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
-    ([], "no command; usage: tinycc-nn [-h] [--version] {compile,ir,targets,verify,run}"),
+    ([], "no command; usage: tinycc-nn [-h] [--version] {compile,ir,targets,verify,run,search}"),
     (["verify", "m.onnx", "-t", "python", "--inputs", "m.onnx"], "m.onnx: not a .npy array (save the"),
     # run -o writes exactly the path given, .npy or .npz (y.txt was left empty, the data hidden)
     (["run", "m.onnx", "-t", "python", "--inputs", "x.npy", "-o", "y.txt"], "y.txt: the output name must end in .npy or .npz"),
