@@ -55,3 +55,12 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["search", "-t", "pms150c", "--trials", "1", "--fix", "depht=1", "-o", str(out)]) == 2
     assert "--fix depht" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_folder_holds_one_study(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["search", *TINY, "--fix", "width_0=32", "--fix", "scheme_0=int8", "--trials", "1",
+                 "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["search", "-t", "python", "--trials", "1", "-o", str(out)]) == 2
+    assert "holds the study 'tinycc-nn-pms150c'" in capsys.readouterr().err

@@ -46,8 +46,13 @@ def search(target: str, out_dir, *, options: dict | None = None, sizes=None, tri
         raise TinyccError(f"{out_dir}: exists and is not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     name = study_name or f"tinycc-nn-{target}"
-    study = studies.open_study(studies.storage_for(storage, out_dir), name, target, options, seed,
-                               shared=bool(storage))
+    store = studies.storage_for(storage, out_dir)
+    if not storage:  # one study per folder: its reports and winner are the folder's
+        others = [s.study_name for s in store.get_all_studies() if s.study_name != name]
+        if others:
+            raise TinyccError(f"{out_dir} holds the study {others[0]!r}; resume it with --study "
+                              f"{others[0]} and its target, or choose another output folder")
+    study = studies.open_study(store, name, target, options, seed, shared=bool(storage))
     terminal = sys.stderr.isatty()
     objective = make_objective(space, target, options, out_dir, progress=terminal, log=log)
     deadline = None if timeout is None else time.time() + timeout

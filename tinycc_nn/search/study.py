@@ -57,7 +57,7 @@ def open_study(storage, name: str, target: str, options: dict, seed: int, shared
     """
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a Ctrl-C is not a failure to report
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize",
                                 load_if_exists=True)
     started = study.user_attrs.get("target")
