@@ -206,13 +206,7 @@ def _clamp(gen, t: Tail):
     if not t.bounds:
         return None
     if n > 1:       # acc >= 0 here: upper bytes not zero -> the low byte to 0xff
-        gen.op(f"mov a, {gen.r('acc', n - 1)}", "clamp above")
-        if n == 2:
-            gen.op("ceqsn a, #0x00")
-        else:
-            for b in range(1, n - 1):
-                gen.op(f"or a, {gen.r('acc', b)}")
-            gen.op(f"t1sn.io {h(FLAG)}, #{Z}", "Z from or")
+        _unless_upper_zero(gen, n, "clamp above")
         gen.op("mov a, #0xff")
         gen.op(f"or {gen.r('acc', 0)}, a", "(A is 0 when in range)" if n == 2 else "")
     if t.bounds == (255,):
@@ -227,8 +221,9 @@ def _clamp(gen, t: Tail):
     return None
 
 
-def _upper_zero_or(gen, n: int, target: str, comment: str) -> None:
-    """goto target unless acc's bytes above the first are all zero."""
+def _unless_upper_zero(gen, n: int, comment: str) -> None:
+    """A test that skips the next instruction when acc's bytes above the first are all
+    zero (A is then 0; otherwise their top byte, or their OR)."""
     gen.op(f"mov a, {gen.r('acc', n - 1)}", comment)
     if n == 2:
         gen.op("ceqsn a, #0x00")
@@ -236,14 +231,14 @@ def _upper_zero_or(gen, n: int, target: str, comment: str) -> None:
         for b in range(1, n - 1):
             gen.op(f"or a, {gen.r('acc', b)}")
         gen.op(f"t1sn.io {h(FLAG)}, #{Z}", "Z from or")
-    gen.op(f"goto {target}")
 
 
 def _byte_clamp(gen, n: int):
     """[0, 255] in one test: upper bytes zero -> in range; else the sign picks 0 or
     255 (out of line, after the ret, so the in-range path falls through)."""
     ok, clip = gen.fresh("inrange"), gen.fresh("clip")
-    _upper_zero_or(gen, n, clip, "clamp to [0, 255]")
+    _unless_upper_zero(gen, n, "clamp to [0, 255]")
+    gen.op(f"goto {clip}")
     gen.asm.label(ok)
 
     def out_of_line():
