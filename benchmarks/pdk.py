@@ -55,18 +55,6 @@ def images(model_path, limit):
     return x[:limit], y[:limit]
 
 
-def table_words(asm: str) -> int:
-    """`ret #k` words of the weight and constant tables (labels w_...): the data; every
-    other word of the model is code."""
-    count, inside = 0, False
-    for line in asm.splitlines():
-        if line and not line[0].isspace():
-            inside = line.startswith("w_")
-        elif inside and line.split()[:1] == ["ret"]:
-            count += 1
-    return count
-
-
 def measure(model_path, target, opt, x, y, trained=True, **options):
     try:
         art = tinycc_nn.compile(model_path, target, opt=opt, **options)
@@ -91,7 +79,7 @@ def measure(model_path, target, opt, x, y, trained=True, **options):
                        + (", loop per table" if r["loop_per_table"] else "")
                        + (", RAM layers share reads" if r["ram_layers_share_reads"] else "")
                        + (", input staged through RAM" if r.get("input_staged") else ""),
-            "code": r["rom_used"] - table_words(art.files["model.asm"]),
+            "code": r["rom_used"] - r["rom_table_data"],
             "accuracy": f"{100.0 * float((cls == y).mean()):.2f}%" if trained else "(random)"}
 
 
