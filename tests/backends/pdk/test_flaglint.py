@@ -1,5 +1,4 @@
 """The contested-flag lint: hand-written programs, and the two examples as compiled."""
-import re
 from pathlib import Path
 
 import pytest
@@ -7,23 +6,14 @@ import pytest
 import tinycc_nn
 from tinycc_nn.backends.pdk import flaglint, isa, sdas
 
+from .programs import build
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def words(source, core="pdk13"):
-    """Words by address for `source`: one instruction per line, ``name:`` lines label code
-    addresses (as the simulator tests write programs)."""
-    table = isa.CORES[core]
-    labels, lines = {}, []
-    for line in source.splitlines():
-        line = line.split(";")[0].strip()
-        if line.endswith(":"):
-            labels[line[:-1]] = len(lines)
-        elif line:
-            lines.append(line)
-    for name, address in labels.items():
-        lines = [re.sub(rf"\b{name}\b", str(address), line) for line in lines]
-    return {i: table.encode(*table.lookup(line)) for i, line in enumerate(lines)}
+    """Words by address for `source` (the simulator tests' hand-written programs)."""
+    return dict(enumerate(build(core, source)))
 
 
 def lint(source, core="pdk13"):

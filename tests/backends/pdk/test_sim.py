@@ -12,26 +12,11 @@ from hypothesis import given, settings, strategies as st
 from tinycc_nn.backends.pdk import isa, sdas
 from tinycc_nn.backends.pdk.sim import Simulator
 
+from .programs import build
+
 VECTORS = Path(__file__).resolve().parents[3].parent / "shared" / "pdk-vectors"
 PART = {"pdk13": "PMS150C", "pdk14": "PFS154"}
 FLAG_BITS = {"z": 1, "c": 2, "ac": 4, "ov": 8}
-
-
-def build(core_name, source):
-    """Words for `source`: one instruction per line, ``name:`` lines label code addresses,
-    ``.word n`` places a raw word."""
-    core = isa.CORES[core_name]
-    labels, lines = {}, []
-    for line in source.splitlines():
-        line = line.split(";")[0].strip()
-        if line.endswith(":"):
-            labels[line[:-1]] = len(lines)
-        elif line:
-            lines.append(line)
-    for name, address in labels.items():
-        lines = [re.sub(rf"\b{name}\b", str(address), line) for line in lines]
-    return [int(line.split()[1], 0) if line.startswith(".word") else core.encode(*core.lookup(line))
-            for line in lines]
 
 
 def simulate(source, core="pdk13", ram=None, **options):
