@@ -45,6 +45,7 @@ class Experiment:
     batch_size: int = 128
     augment: dict | None = None  # {"kind": "shift", "max_shift": 1} or {"kind": "affine", ...}
     distill: bool = False
+    muon: bool = False  # Muon on the hidden layers' weights (training.hidden_weights)
     weight_exponent_offset: int = 0  # added to each layer's MSE weight exponent (QLinear)
     refine_passes: int = 0  # sweeps of integer coordinate descent after QAT (0: none)
     seed: int = 0
@@ -78,7 +79,8 @@ def run(exp: Experiment, out_dir=None, progress: bool = True) -> dict:
     images, labels = (a[:exp.train_limit] for a in mnist_images("train"))
     x_test, y_test = (a[:exp.test_limit] for a in mnist(exp.size, "test"))
     test = (x_test, y_test)
-    recipe = functools.partial(Recipe, batch_size=exp.batch_size, augment=augmenter(exp.augment), seed=exp.seed)
+    recipe = functools.partial(Recipe, batch_size=exp.batch_size, augment=augmenter(exp.augment),
+                               seed=exp.seed, muon=exp.muon)
     # torch seeds its default generator at random in every process: seed before the first
     # initialisation, or the twin (and everything after it) differs from run to run
     torch.manual_seed(exp.seed)
@@ -154,6 +156,7 @@ def write_readme(out_dir, title: str, intro: str, command: str, exp: Experiment,
     recipe += ((f", weight exponents {exp.weight_exponent_offset:+d} from the MSE choice"
                 if exp.weight_exponent_offset else "")
                + (", distilled from the twin" if exp.distill else "")
+               + (", Muon on the hidden layers" if exp.muon else "")
                + (f", augmentation {exp.augment['kind']}" if exp.augment else "") + ")"
                + (f", then {sweeps} sweeps of coordinate descent on the integer weights "
                   "(`tinycc_nn.qat.refine`)" if sweeps > 0 else "") + ".")

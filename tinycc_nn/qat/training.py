@@ -1,4 +1,5 @@
-"""One training loop for all examples and the sweep: Adam, cosine LR, fresh augmentation.
+"""One training loop for all examples and the sweep: Adam (or Muon on the hidden layers),
+cosine LR, fresh augmentation.
 
 Each epoch re-augments the 28x28 training images (numpy, seeded) and downscales them
 to the model's input size, so the network never sees the same jittered digit twice.
@@ -34,6 +35,7 @@ class Recipe:
     teacher: nn.Module | None = None  # distil from this (e.g. the fp32 twin) when given
     distill_weight: float = 0.7
     distill_temperature: float = 3.0
+    muon: bool = False  # Muon on the hidden layers' weights (neither the first nor the last)
     log: list = field(default_factory=list)
 
 
@@ -45,6 +47,13 @@ def float_mlp(widths, bias=True) -> nn.Sequential:
         if i < len(widths) - 2:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
+
+
+def hidden_weights(model: nn.Module) -> list[str]:
+    """The 2-D weights of the hidden layers: every matrix but the first and the last,
+    where Muon's orthogonalized steps help (it is not meant for input or output layers)."""
+    names = [n for n, p in model.named_parameters() if n.endswith("weight") and p.ndim == 2]
+    return names[1:-1]
 
 
 def _lr_factor(step: int, total: int, warmup: int) -> float:
@@ -83,14 +92,21 @@ def fit(model: nn.Module, images: np.ndarray, labels: np.ndarray, size: int, rec
     """Train `model` on uint8 images [N, 28, 28] downscaled to `size`; returns per-epoch logs."""
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
-    decay = [p for n, p in model.named_parameters() if n.endswith("weight")]
+    hidden = set(hidden_weights(model)) if recipe.muon else set()
+    decay = [p for n, p in model.named_parameters() if n.endswith("weight") and n not in hidden]
     rest = [p for n, p in model.named_parameters() if not n.endswith("weight")]
-    opt = torch.optim.Adam([{"params": decay, "weight_decay": recipe.weight_decay},
-                            {"params": rest, "weight_decay": 0.0}], lr=recipe.lr)
+    opts = [torch.optim.Adam([{"params": decay, "weight_decay": recipe.weight_decay},
+                              {"params": rest, "weight_decay": 0.0}], lr=recipe.lr)]
+    if hidden:
+        params = dict(model.named_parameters())
+        opts.append(torch.optim.Muon([params[n] for n in sorted(hidden)], lr=recipe.lr,
+                                     weight_decay=recipe.weight_decay,
+                                     adjust_lr_fn="match_rms_adamw"))
     steps_per_epoch = math.ceil(len(images) / recipe.batch_size)
     total = recipe.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: _lr_factor(s, total, int(recipe.warmup_epochs * steps_per_epoch)))
+    warmup = int(recipe.warmup_epochs * steps_per_epoch)
+    scheds = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: _lr_factor(s, total, warmup))
+              for o in opts]
     y_all = torch.as_tensor(labels)
     bar = tqdm(range(recipe.epochs), desc=desc, unit="epoch", disable=not progress)
     start = time.time()
@@ -104,10 +120,12 @@ def fit(model: nn.Module, images: np.ndarray, labels: np.ndarray, size: int, rec
             idx = order[i:i + recipe.batch_size]
             logits = model(x_all[idx])
             loss = _loss(logits, y_all[idx], x_all[idx], recipe)
-            opt.zero_grad(set_to_none=True)
+            for o in opts:
+                o.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
-            sched.step()
+            for o, sched in zip(opts, scheds):
+                o.step()
+                sched.step()
             loss_sum += loss.item() * len(idx)
             correct += int((logits.argmax(1) == y_all[idx]).sum())
         entry = {"epoch": epoch + 1, "loss": loss_sum / len(order),
