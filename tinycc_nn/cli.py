@@ -259,6 +259,11 @@ def cmd_search(args) -> int:
                           'pip install -e ".[train]"') from None
     if args.output == "":
         raise TinyccError("-o: an empty folder name")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise TinyccError("--threads must be at least 1")
+        import torch
+        torch.set_num_threads(args.threads)
     result = search(args.target, args.output, options=_options(args), sizes=args.size,
                     trials=args.trials, timeout=args.timeout, storage=args.storage,
                     study_name=args.study, seed=args.seed, train_limit=args.train_limit,
@@ -341,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multiply every epoch count by F")
     s.add_argument("--verify-images", type=int, default=1000, metavar="N",
                    help="verify the winner on the first N test images (default 1000; 10000: all)")
+    s.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads per training (default: torch's, all cores); "
+                        "1 for one worker per core")
     s.set_defaults(func=cmd_search)
     return p
 

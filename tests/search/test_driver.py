@@ -54,6 +54,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert "--size 9" in capsys.readouterr().err
     assert main(["search", "-t", "pms150c", "--trials", "1", "--fix", "depht=1", "-o", str(out)]) == 2
     assert "--fix depht" in capsys.readouterr().err
+    assert main(["search", "-t", "pms150c", "--trials", "1", "--threads", "0", "-o", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == "tinycc-nn: error: --threads must be at least 1"
     assert not out.exists()
 
 
