@@ -164,10 +164,10 @@ def ort_predict(path, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--float-epochs", type=int, default=80)
-    ap.add_argument("--qat-epochs", type=int, default=20)
+    ap.add_argument("--float-epochs", type=int, default=100)
+    ap.add_argument("--qat-epochs", type=int, default=40)
     ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--qat-lr", type=float, default=1e-3)
+    ap.add_argument("--qat-lr", type=float, default=7e-4)
     ap.add_argument("--conv-scheme", default="int4")
     ap.add_argument("--init", choices=("he", "torch"), default="he", help="the fp32 twin's initial weights")
     ap.add_argument("--no-distill", action="store_true")
