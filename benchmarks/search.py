@@ -29,7 +29,7 @@ def load(out_dir: Path, target: str):
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     store = studies.storage_for(None, out_dir)
-    return optuna.load_study(study_name=f"tinycc-nn-{target}", storage=store)
+    return optuna.load_study(study_name=studies.default_name(target), storage=store)
 
 
 def recipe(exp: dict) -> str:

@@ -45,7 +45,7 @@ def search(target: str, out_dir, *, options: dict | None = None, sizes=None, tri
     if out_dir.exists() and not out_dir.is_dir():
         raise TinyccError(f"{out_dir}: exists and is not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = study_name or f"tinycc-nn-{target}"
+    name = study_name or studies.default_name(target)
     store = studies.storage_for(storage, out_dir)
     if not storage:  # one study per folder: its reports and winner are the folder's
         others = [s.study_name for s in store.get_all_studies() if s.study_name != name]

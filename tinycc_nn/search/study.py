@@ -22,6 +22,11 @@ from tinycc_nn.errors import TinyccError
 FINISHED = ("COMPLETE", "PRUNED")
 
 
+def default_name(target: str) -> str:
+    """The study's name when --study does not give one."""
+    return f"tinycc-nn-{target}"
+
+
 def storage_for(url: str | None, out_dir: Path):
     """The optuna storage: the journal file `out_dir/study.log`, or the database at `url`."""
     import optuna
