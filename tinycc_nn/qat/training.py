@@ -88,8 +88,9 @@ def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
 
 def fit(model: nn.Module, images: np.ndarray, labels: np.ndarray, size: int, recipe: Recipe,
         test: tuple[np.ndarray, np.ndarray] | None = None, desc: str = "train",
-        progress: bool = True) -> list[dict]:
-    """Train `model` on uint8 images [N, 28, 28] downscaled to `size`; returns per-epoch logs."""
+        progress: bool = True, crop: int = 28) -> list[dict]:
+    """Train `model` on uint8 images [N, 28, 28] cropped to the centred `crop` x `crop`
+    and downscaled to `size` (`tinycc_nn.datasets.downscale`); returns per-epoch logs."""
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
     hidden = set(hidden_weights(model)) if recipe.muon else set()
@@ -112,7 +113,7 @@ def fit(model: nn.Module, images: np.ndarray, labels: np.ndarray, size: int, rec
     start = time.time()
     for epoch in bar:
         batch = recipe.augment(rng, images) if recipe.augment else images
-        x_all = torch.as_tensor(downscale(batch, size))
+        x_all = torch.as_tensor(downscale(batch, size, crop))
         model.train()
         order = torch.randperm(len(x_all))
         loss_sum, correct = 0.0, 0

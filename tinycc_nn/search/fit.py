@@ -26,7 +26,7 @@ def untrained_model(exp: Experiment):
 
     torch.manual_seed(exp.seed)
     model = exp.build()
-    x = torch.as_tensor(mnist(exp.size, "train")[0][:CALIBRATION_IMAGES])
+    x = torch.as_tensor(mnist(exp.size, "train", exp.crop)[0][:CALIBRATION_IMAGES])
     model.train()
     with torch.no_grad():
         model(x)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tinycc_nn.datasets import input_name
+
 AXES = (("rom_used", "ROM"), ("ram_used", "RAM (bytes)"), ("cycles_per_inference", "cycles"))
 
 
@@ -26,7 +28,7 @@ def trial_rows(study) -> list[dict]:
                      **{k: t.user_attrs.get(k) for k in ("rom_used", "rom_capacity", "rom_unit",
                                                          "ram_used", "ram_capacity",
                                                          "cycles_per_inference")},
-                     "input": f"{exp['size']}x{exp['size']}",
+                     "input": input_name(exp["size"], exp.get("crop", 28)),
                      "widths": "-".join(map(str, exp["widths"])), "schemes": schemes,
                      "act_bits": exp["act_bits"], "bias": exp["bias"]})
     return rows

@@ -3,7 +3,9 @@
 The space depends on the target's family. A Padauk part has about 1 K words of ROM and
 64-128 bytes of RAM, but its input is streamed (read once per pass, never held in RAM), so
 a larger input costs ROM for the first layer's weights and nothing else: the space offers
-every input size the MNIST loader has up to 16x16, one or two narrow hidden layers and
+every input size the MNIST loader has up to 16x16 (each from the whole 28x28 digit or
+from a centred crop of it, which spends the few pixels on the digit rather than on its
+blank border), one or two narrow hidden layers and
 1- or 2-bit weights in the first layer, where most of the weights are. The RISC-V parts and
 the reference target get wider and deeper networks and every weight scheme. Inputs stay 8-bit: a narrower input quantizer needs a Clip before the
 model's first QuantizeLinear, which the compiler refuses.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from tinycc_nn.datasets import SIZES
+from tinycc_nn.datasets import CROPS, SIZES
 from tinycc_nn.errors import TinyccError
 from tinycc_nn.qat.experiment import Experiment
 
@@ -33,6 +35,7 @@ class Space:
     widths: tuple  # choices for each hidden layer
     first_schemes: tuple  # weight scheme of the first layer
     schemes: tuple  # weight schemes of the later layers
+    crops: tuple = (28, 24, 20)  # centred crops before downscaling (not below 28x28 inputs)
     act_bits: tuple = (2, 3, 4, 8)
     float_epochs: tuple = (0, 10, 20, 30)
     qat_epochs: tuple = (10, 20, 30)
@@ -47,7 +50,7 @@ class Space:
         """The dimensions' names (each hidden layer's width and scheme for `depth` layers)."""
         depth = max(self.depths) if depth is None else depth
         per_layer = [f"{kind}_{i}" for i in range(depth) for kind in ("width", "scheme")]
-        return ["size", "depth", *per_layer, f"scheme_{depth}", "bias", "act_bits",
+        return ["size", "crop", "depth", *per_layer, f"scheme_{depth}", "bias", "act_bits",
                 "float_epochs", "qat_epochs", "lr", "qat_lr", "distill", "augment",
                 "weight_exponent_offset", "refine_passes"]
 
@@ -77,6 +80,9 @@ def space_for(target: str, sizes=None, fixed=None, **settings) -> Space:
     if "size" in space.fixed and space.fixed["size"] not in SIZES:
         raise TinyccError(f"--fix size={space.fixed['size']}: the MNIST loader offers "
                           f"{', '.join(map(str, SIZES))}")
+    if "crop" in space.fixed and space.fixed["crop"] not in CROPS:
+        raise TinyccError(f"--fix crop={space.fixed['crop']}: the MNIST loader crops to "
+                          f"{', '.join(map(str, CROPS))}")
     if not 0 < space.epochs_scale <= 10:
         raise TinyccError(f"--epochs-scale {space.epochs_scale:g}: must be above 0 and at most 10")
     return space
@@ -95,13 +101,14 @@ def suggest(trial, space: Space) -> Experiment:
         return space.fixed[name] if name in space.fixed else trial.suggest_float(name, low, high, log=True)
 
     size = pick("size", space.sizes)
+    crop = 28 if size == 28 else pick("crop", space.crops)  # a 28x28 input is the whole digit
     depth = pick("depth", space.depths)
     hidden = [pick(f"width_{i}", space.widths) for i in range(depth)]
     schemes = [pick("scheme_0", space.first_schemes)]
     schemes += [pick(f"scheme_{i}", space.schemes) for i in range(1, depth + 1)]
     float_epochs = _epochs(pick("float_epochs", space.float_epochs), space.epochs_scale)
     return Experiment(
-        size=size, widths=(size * size, *hidden, 10), schemes=tuple(schemes),
+        size=size, crop=crop, widths=(size * size, *hidden, 10), schemes=tuple(schemes),
         bias=pick("bias", (True, False)), act_bits=pick("act_bits", space.act_bits),
         float_epochs=float_epochs,
         qat_epochs=_epochs(pick("qat_epochs", space.qat_epochs), space.epochs_scale),

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import tinycc_nn
-from tinycc_nn.datasets import mnist
+from tinycc_nn.datasets import input_name, mnist
 from tinycc_nn.search.objective import decode_model
 
 
@@ -42,7 +42,7 @@ def write_winner(study, out_dir: Path, target: str, options: dict, verify_images
                                                  "ram_capacity", "cycles_per_inference")},
                "experiment": exp, "verify": None}
     if verify_images != 0:
-        x = mnist(exp["size"], "test")[0][:verify_images]
+        x = mnist(exp["size"], "test", exp.get("crop", 28))[0][:verify_images]
         res = verify_artifact(art, path, x, progress=progress)
         summary["verify"] = {"n": res.n, "mismatches": res.mismatches,
                              "argmax_agree": res.argmax_agree, "first_mismatch": res.first_mismatch}
@@ -64,7 +64,7 @@ def _markdown(s: dict) -> str:
         f"# Search winner for {s['target']}", "",
         f"Trial {s['trial']}: {100 * s['accuracy']:.2f}% on the test images, "
         f"ROM {s['rom_used']}{cap} {s['rom_unit']}, RAM {s['ram_used']}{ram_cap} bytes{cycles}.", "",
-        f"Network {'-'.join(map(str, exp['widths']))} on {exp['size']}x{exp['size']} inputs, "
+        f"Network {'-'.join(map(str, exp['widths']))} on {input_name(exp['size'], exp.get('crop', 28))} inputs, "
         f"weights {exp['schemes'] if isinstance(exp['schemes'], str) else '/'.join(exp['schemes'])}, activations {exp['act_bits']} bits, "
         f"bias {'yes' if exp['bias'] else 'no'}.", "",
         f"`model.onnx` compiled to `{s['target']}/`, {checked}.", "",
