@@ -21,7 +21,7 @@ import onnx
 import onnxruntime as ort
 
 import tinycc_nn
-from tinycc_nn.datasets import mnist
+from tinycc_nn.datasets import input_name, mnist, view_of
 from tinycc_nn.qat.schemes import SCHEMES  # the scheme table alone needs no torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,11 +69,11 @@ def compiler_classes(path: Path, x: np.ndarray, target: str = "python", **option
 def measure(path: Path, limit: int) -> dict:
     model = onnx.load(path)
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[1:]]
-    size = dims[-1] if len(dims) == 3 else int(round(dims[0] ** 0.5))    # [1, H, W] or [H*W]
-    x, y = mnist(size, "test")
+    size, crop = view_of(model)  # the MNIST view it was trained on: metadata, else its shape
+    x, y = mnist(size, "test", crop)
     x, y = x[:limit].reshape([-1] + dims), y[:limit]
     row = {"model": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
-           "input": f"{size}x{size}", "weight_bytes": packed_weight_bytes(model), "n": len(y)}
+           "input": input_name(size, crop), "weight_bytes": packed_weight_bytes(model), "n": len(y)}
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     ort_cls = session.run(["class"], {"input": x})[0]
     row["compiler_error"] = None

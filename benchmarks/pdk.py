@@ -48,10 +48,9 @@ DEFAULT_MODELS = ["examples/mnist8x8/model.onnx", "examples/mnist8x8_ref/model.o
 
 
 def images(model_path, limit):
-    from tinycc_nn.datasets import mnist
-    graph = tinycc_nn.compile(model_path, "python", stop_after="import").graph
-    side = int(round(np.sqrt(graph.type(graph.inputs()[0]).size)))
-    x, y = mnist(side, "test")
+    from tinycc_nn.datasets import mnist, view_of
+    size, crop = view_of(onnx.load(model_path))  # the view it was trained on
+    x, y = mnist(size, "test", crop)
     return x[:limit], y[:limit]
 
 

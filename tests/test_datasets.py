@@ -114,3 +114,20 @@ def test_cropped_sets_are_cached_apart(tmp_path, monkeypatch):
     with pytest.raises(TinyccError, match="crop 12 not supported at size 14"):
         datasets.mnist(14, "test", crop=12)
     assert datasets.input_name(8, 24) == "8x8 of the centred 24x24" and datasets.input_name(8) == "8x8"
+
+
+def test_a_models_view_comes_from_its_metadata_else_its_shape():
+    import onnx
+    from onnx import TensorProto, helper
+
+    def model(shape, **props):
+        graph = helper.make_graph([helper.make_node("Identity", ["input"], ["out"])], "g",
+                                  [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+                                  [helper.make_tensor_value_info("out", TensorProto.FLOAT, shape)])
+        m = helper.make_model(graph)
+        onnx.helper.set_model_props(m, props)
+        return m
+
+    assert datasets.view_of(model([1, 100])) == (10, 28)
+    assert datasets.view_of(model([1, 1, 16, 16])) == (16, 28)
+    assert datasets.view_of(model([1, 64], **datasets.input_metadata(8, 24))) == (8, 24)

@@ -18,6 +18,7 @@ is nearly always blank, and a small input spends its few pixels better on the di
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -134,6 +135,25 @@ def _check(size: int, split: str, crop: int = 28) -> None:
                           f"choose one of {tuple(c for c in CROPS if c >= size)}")
     if split not in SPLITS:
         raise TinyccError(f"MNIST split {split!r} not known; choose one of {SPLITS}")
+
+
+INPUT_KEY = "tinycc_nn.input"  # ONNX metadata: the MNIST view a model was trained on
+
+
+def input_metadata(size: int, crop: int = 28) -> dict:
+    """The ONNX metadata that records a model's input view (`export_onnx(metadata=...)`)."""
+    return {INPUT_KEY: json.dumps({"dataset": "mnist", "size": size, "crop": crop})}
+
+
+def view_of(model) -> tuple[int, int]:
+    """(size, crop) of the MNIST view an ONNX model (a ModelProto) takes: from its
+    `input_metadata`, else from its input shape ([.., H*W] or [.., H, W]) and no crop."""
+    props = {p.key: p.value for p in model.metadata_props}
+    if INPUT_KEY in props:
+        view = json.loads(props[INPUT_KEY])
+        return int(view["size"]), int(view.get("crop", 28))
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    return (dims[-1] if len(dims) >= 3 else int(round(dims[-1] ** 0.5))), 28
 
 
 def input_name(size: int, crop: int = 28) -> str:

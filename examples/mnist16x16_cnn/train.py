@@ -108,9 +108,14 @@ def epoch_images(rng, images, recipe: Recipe) -> torch.Tensor:
 
 
 def fit(model, images, labels, epochs, lr, seed, recipe=Recipe(), teacher=None, test=None,
-        desc="train") -> list[dict]:
+        desc="train", ema: float = 0.0) -> list[dict]:
     """AdamW (or Muon on the 2-D hidden weights), one-epoch warmup then cosine; fresh augmentation
-    every epoch; with a teacher, 0.7 KL(T=3) to its soft outputs + 0.3 cross-entropy."""
+    every epoch; with a teacher, 0.7 KL(T=3) to its soft outputs + 0.3 cross-entropy.
+
+    With `ema` (e.g. 0.999), the model ends with the exponential moving average of its
+    weights over the steps (updated after every step, the last epochs weighing most): the
+    twin's test accuracy swings by a tenth of a point from epoch to epoch, the average less.
+    Only for models without quantizer state: an average of power-of-two exponents is not one."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     params = dict(model.named_parameters())
@@ -125,6 +130,8 @@ def fit(model, images, labels, epochs, lr, seed, recipe=Recipe(), teacher=None, 
     factor = lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm)))  # noqa: E731
     scheds = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in opts]
     y_all, log, start = torch.as_tensor(labels), [], time.time()
+    averaged = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema))
+                if ema else None)
     for epoch in range(epochs):
         x_all = epoch_images(rng, images, recipe)
         model.train()
@@ -146,12 +153,18 @@ def fit(model, images, labels, epochs, lr, seed, recipe=Recipe(), teacher=None, 
             for o, s in zip(opts, scheds):
                 o.step()
                 s.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             loss_sum += loss.item() * len(idx)
         entry = {"epoch": epoch + 1, "loss": loss_sum / len(order), "seconds": round(time.time() - start, 1)}
         if test is not None:
             entry["test_acc"] = accuracy(model, *test)
+            if averaged is not None:
+                entry["ema_test_acc"] = accuracy(averaged.module, *test)
         log.append(entry)
         print(desc, entry, flush=True)
+    if averaged is not None:
+        model.load_state_dict(averaged.module.state_dict())
     return log
 
 
@@ -172,6 +185,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--init", choices=("he", "torch"), default="he", help="the fp32 twin's initial weights")
     ap.add_argument("--no-distill", action="store_true")
     ap.add_argument("--muon", action="store_true", help="Muon on the hidden FC weights")
+    ap.add_argument("--ema", type=float, default=0.0,
+                    help="the fp32 twin ends as the moving average of its weights with this decay (0: off)")
     ap.add_argument("--batch-size", type=int, default=Recipe.batch_size)
     ap.add_argument("--rotate", type=float, default=Recipe.rotate, help="augmentation: +- degrees")
     ap.add_argument("--shift", type=float, default=Recipe.shift, help="augmentation: +- pixels at 28x28")
@@ -200,7 +215,8 @@ def main(argv=None) -> dict:
         he_init(twin)
     recipe = Recipe(args.batch_size, args.rotate, args.shift, args.zoom, args.clean, args.weight_decay,
                     args.label_smoothing, args.muon)
-    fp32_log = fit(twin, images, labels, args.float_epochs, args.lr, args.seed, recipe, test=test, desc="fp32")
+    fp32_log = fit(twin, images, labels, args.float_epochs, args.lr, args.seed, recipe, test=test, desc="fp32",
+                   ema=args.ema)
     twin.eval()
     fp32_acc = accuracy(twin, x_test, y_test)
     print("fp32 accuracy", fp32_acc, flush=True)

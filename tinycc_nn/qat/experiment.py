@@ -21,7 +21,7 @@ import onnxruntime as ort
 import torch
 
 import tinycc_nn
-from tinycc_nn.datasets import mnist, mnist_images
+from tinycc_nn.datasets import input_metadata, mnist, mnist_images
 from tinycc_nn.qat import export_onnx, mlp, torch_predict, weight_bytes
 from tinycc_nn.qat.augment import random_affine, random_shift
 from tinycc_nn.qat.refine import refine_weights
@@ -109,7 +109,8 @@ def run(exp: Experiment, out_dir=None, progress: bool = True) -> dict:
     results["torch_accuracy"] = float((classes == y_test).mean())
     if out_dir is not None:
         out = Path(out_dir)
-        path = export_onnx(model, out / "model.onnx", exp.widths[0])
+        path = export_onnx(model, out / "model.onnx", exp.widths[0],
+                           metadata=input_metadata(exp.size, exp.crop))
         torch.save({"experiment": dataclasses.asdict(exp), "state_dict": model.state_dict()}, out / "model.pt")
         ort_logits, ort_classes = ort_predict(path, x_test)
         results["ort_accuracy"] = float((ort_classes == y_test).mean())

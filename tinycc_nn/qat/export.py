@@ -219,10 +219,14 @@ def build_onnx(model: nn.Module, input_shape, *, opset=17, argmax=True, gemm=Fal
     return onnx_model
 
 
-def export_onnx(model: nn.Module, path, input_shape, *, opset=17, argmax=True, gemm=False) -> Path:
+def export_onnx(model: nn.Module, path, input_shape, *, opset=17, argmax=True, gemm=False,
+                metadata: dict | None = None) -> Path:
     """Write `build_onnx(model, ...)` to `path` (input_shape: features, or (..., features);
-    (C, H, W) for a model that starts with a QConv2d)."""
+    (C, H, W) for a model that starts with a QConv2d); `metadata` goes into the model's
+    metadata_props (e.g. `tinycc_nn.datasets.input_metadata`: how its input is made)."""
     onnx_model = build_onnx(model, input_shape, opset=opset, argmax=argmax, gemm=gemm)
+    if metadata:
+        onnx.helper.set_model_props(onnx_model, metadata)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(onnx_model, path)

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 import tinycc_nn
-from tinycc_nn.datasets import mnist
+from tinycc_nn.datasets import input_metadata, mnist
 from tinycc_nn.qat.experiment import Experiment
 
 CALIBRATION_IMAGES = 256
@@ -44,5 +44,6 @@ def check_fit(exp: Experiment, target: str, options: dict) -> dict:
     from tinycc_nn.qat import export_onnx
 
     with tempfile.TemporaryDirectory(prefix="tinycc-nn-fit-") as tmp:
-        path = export_onnx(untrained_model(exp), Path(tmp) / "model.onnx", exp.widths[0])
+        path = export_onnx(untrained_model(exp), Path(tmp) / "model.onnx", exp.widths[0],
+                           metadata=input_metadata(exp.size, exp.crop))
         return compile_report(path, target, options)
