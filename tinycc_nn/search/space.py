@@ -35,7 +35,7 @@ class Space:
     widths: tuple  # choices for each hidden layer
     first_schemes: tuple  # weight scheme of the first layer
     schemes: tuple  # weight schemes of the later layers
-    crops: tuple = (28, 24, 20)  # centred crops before downscaling (not below 28x28 inputs)
+    crops: tuple = (28, 24, 22, 20)  # centred crops before downscaling (not below 28x28 inputs)
     act_bits: tuple = (2, 3, 4, 8)
     float_epochs: tuple = (0, 10, 20, 30)
     qat_epochs: tuple = (10, 20, 30)
