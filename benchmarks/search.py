@@ -2,18 +2,22 @@
 
     python benchmarks/search.py -t pfs154 -o /tmp/search_pfs154 -- --timeout 2400 --seed 0
     python benchmarks/search.py -t pms150c -o DIR --report-only --command "tinycc-nn search ..."
+    python benchmarks/search.py -t pms150c -o DIR --report-only --command "..." --example pms150c_best
 
 Runs `tinycc-nn search -t TARGET -o DIR ARGS...` (everything after `--` goes to the search
 as it is), then writes benchmarks/results/search_TARGET.md from the study in DIR: the
 command, how long the trials took (from the study's own timestamps), the winner as the
 search verified it (DIR/winner.md), the Pareto front (DIR/pareto.md) and every trained
 trial with its recipe. `--report-only` writes the report of a search that already ran,
-with the command given by `--command`.
+with the command given by `--command`. `--example NAME` also makes the winner an example:
+examples/NAME/model.onnx and a README.md with its figures and the command that found it.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -82,6 +86,43 @@ def report(out_dir: Path, target: str, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def example_readme(out_dir: Path, target: str, command: str) -> str:
+    """README.md of examples/NAME: the verified winner, its figures, how it was found."""
+    win = json.loads((out_dir / "winner.json").read_text())
+    exp, v = win["experiment"], win["verify"]
+    trial = load(out_dir, target).trials[win["trial"]]
+    fp32 = trial.user_attrs.get("fp32_accuracy")
+    schemes = exp["schemes"] if isinstance(exp["schemes"], str) else "/".join(exp["schemes"])
+    compile_cmd = " ".join([f"tinycc-nn compile model.onnx -t {target}",
+                            *(f"--{k} {v}" for k, v in win["options"].items())])
+    crop = exp.get("crop", 28)
+    view = (f"the 28x28 digit box-averaged to {exp['size']}x{exp['size']}" if crop == 28 else
+            f"the centred {crop}x{crop} pixels of the 28x28 digit box-averaged to {exp['size']}x{exp['size']}")
+    images = f"the first {exp['test_limit']:,}" if exp.get("test_limit") else "the 10,000"
+    return "\n".join([
+        f"# Found by the search for the {target.upper()}", "",
+        f"The most accurate model `tinycc-nn search -t {target}` found: network "
+        f"{'-'.join(map(str, exp['widths']))}, weights {schemes}, bias {'yes' if exp['bias'] else 'no'}, "
+        f"uint8 inputs and hidden activations, int8 logits. Its input is {view} "
+        f"(`tinycc_nn.datasets.mnist({exp['size']}, split, crop={crop})`; the model's ONNX "
+        f"metadata `tinycc_nn.input` says so).", "",
+        "| | |", "|---|---|",
+        f"| onnxruntime on {images} MNIST test images | {100 * win['accuracy']:.2f}% |",
+        *([f"| its fp32 twin (same widths, unquantized) | {100 * fp32:.2f}% |"] if fp32 else []),
+        f"| ROM (`{compile_cmd}`) | {win['rom_used']} of "
+        f"{win['rom_capacity']} {win['rom_unit']} |",
+        f"| RAM | {win['ram_used']} of {win['ram_capacity']} bytes |",
+        f"| cycles per inference (the compiler's count) | {win['cycles_per_inference']:,} |",
+        f"| the compiled program on the simulator against onnxruntime, every output bit for bit | "
+        f"{v['n'] - v['mismatches']} of {v['n']} images agree |", "",
+        "Found by (the seed fixes the proposals and every training):", "",
+        "```", command, "```", "",
+        f"`benchmarks/results/search_{target}.md` has every trial of that search. "
+        f"To train this model again without searching, run `tinycc_nn.qat.experiment.run("
+        f"Experiment(**experiment), out_dir)` with:", "",
+        "```json", json.dumps(exp, indent=1), "```", ""])
+
+
 def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -91,6 +132,7 @@ def main(argv=None) -> None:
     ap.add_argument("-o", "--output", type=Path, required=True, help="the search's folder")
     ap.add_argument("--report-only", action="store_true", help="report a search that already ran")
     ap.add_argument("--command", help="with --report-only: the command that ran it")
+    ap.add_argument("--example", metavar="NAME", help="make the winner examples/NAME")
     args = ap.parse_args(own)
     command = args.command or shlex.join(["tinycc-nn", "search", "-t", args.target,
                                           "-o", str(args.output), *extra])
@@ -101,6 +143,12 @@ def main(argv=None) -> None:
     out = ROOT / "benchmarks" / "results" / f"search_{args.target}.md"
     out.write_text(report(args.output, args.target, command))
     print(f"wrote {out}")
+    if args.example:
+        folder = ROOT / "examples" / args.example
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(args.output / "model.onnx", folder / "model.onnx")
+        (folder / "README.md").write_text(example_readme(args.output, args.target, command))
+        print(f"wrote {folder}/model.onnx and README.md")
 
 
 if __name__ == "__main__":
