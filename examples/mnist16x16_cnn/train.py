@@ -19,6 +19,7 @@ README.md gives the command of the committed model and its measured figures.
 """
 
 import argparse
+import copy as copy_module
 import json
 import math
 import sys
@@ -112,10 +113,11 @@ def fit(model, images, labels, epochs, lr, seed, recipe=Recipe(), teacher=None, 
     """AdamW (or Muon on the 2-D hidden weights), one-epoch warmup then cosine; fresh augmentation
     every epoch; with a teacher, 0.7 KL(T=3) to its soft outputs + 0.3 cross-entropy.
 
-    With `ema` (e.g. 0.999), the model ends with the exponential moving average of its
-    weights over the steps (updated after every step, the last epochs weighing most): the
-    twin's test accuracy swings by a tenth of a point from epoch to epoch, the average less.
-    Only for models without quantizer state: an average of power-of-two exponents is not one."""
+    With `ema` (e.g. 0.9995), the model ends with the exponential moving average of its
+    parameters over the steps (updated after every step, the last few epochs weighing most):
+    test accuracy swings by a tenth of a point from epoch to epoch, the average's less.  Only
+    parameters are averaged (for a QAT model its float shadow weights); buffers such as the
+    activation quantizers' ranges stay the model's own."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     params = dict(model.named_parameters())
@@ -132,6 +134,12 @@ def fit(model, images, labels, epochs, lr, seed, recipe=Recipe(), teacher=None, 
     y_all, log, start = torch.as_tensor(labels), [], time.time()
     averaged = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema))
                 if ema else None)
+
+    def with_average():  # the model with the averaged parameters and its own buffers
+        copy = copy_module.deepcopy(model)
+        copy.load_state_dict({**model.state_dict(), **dict(averaged.module.named_parameters())})
+        return copy
+
     for epoch in range(epochs):
         x_all = epoch_images(rng, images, recipe)
         model.train()
@@ -160,11 +168,11 @@ def fit(model, images, labels, epochs, lr, seed, recipe=Recipe(), teacher=None, 
         if test is not None:
             entry["test_acc"] = accuracy(model, *test)
             if averaged is not None:
-                entry["ema_test_acc"] = accuracy(averaged.module, *test)
+                entry["ema_test_acc"] = accuracy(with_average(), *test)
         log.append(entry)
         print(desc, entry, flush=True)
     if averaged is not None:
-        model.load_state_dict(averaged.module.state_dict())
+        model.load_state_dict(with_average().state_dict())
     return log
 
 
@@ -186,7 +194,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-distill", action="store_true")
     ap.add_argument("--muon", action="store_true", help="Muon on the hidden FC weights")
     ap.add_argument("--ema", type=float, default=0.0,
-                    help="the fp32 twin ends as the moving average of its weights with this decay (0: off)")
+                    help="each phase ends with the moving average of its weights, this decay per step (0: off)")
     ap.add_argument("--batch-size", type=int, default=Recipe.batch_size)
     ap.add_argument("--rotate", type=float, default=Recipe.rotate, help="augmentation: +- degrees")
     ap.add_argument("--shift", type=float, default=Recipe.shift, help="augmentation: +- pixels at 28x28")
@@ -223,7 +231,7 @@ def main(argv=None) -> dict:
     model = build(True, args.conv_scheme)
     model.load_state_dict(twin.state_dict(), strict=False)  # same names; quantizer buffers stay
     qat_log = fit(model, images, labels, args.qat_epochs, args.qat_lr, args.seed + 1,
-                  recipe, teacher=None if args.no_distill else twin, test=test, desc="qat")
+                  recipe, teacher=None if args.no_distill else twin, test=test, desc="qat", ema=args.ema)
     train_seconds = round(time.time() - start)
     logits, classes = torch_predict(model, x_test)
     args.out.mkdir(parents=True, exist_ok=True)
