@@ -44,7 +44,8 @@ REFERENCE = [
     "| its published source, measured | 1051 (does not fit) | 72 with the stack | about 41,700 "
     "| 45,000-52,000 | 9.2% (weight-export bug), 88.51% fixed |", "",
 ]
-DEFAULT_MODELS = ["examples/mnist8x8/model.onnx", "examples/mnist8x8_ref/model.onnx"]
+DEFAULT_MODELS = ["examples/pms150c_best/model.onnx", "examples/mnist8x8/model.onnx",
+                  "examples/mnist8x8_ref/model.onnx"]
 
 
 def images(model_path, limit):

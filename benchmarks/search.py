@@ -10,7 +10,9 @@ command, how long the trials took (from the study's own timestamps), the winner 
 search verified it (DIR/winner.md), the Pareto front (DIR/pareto.md) and every trained
 trial with its recipe. `--report-only` writes the report of a search that already ran,
 with the command given by `--command`. `--example NAME` also makes the winner an example:
-examples/NAME/model.onnx and a README.md with its figures and the command that found it.
+examples/NAME/model.onnx, the trial's model.pt and results.json (torch's model and the
+training log, which benchmarks/accuracy.py reads) and a README.md with its figures and the
+command that found it.
 """
 from __future__ import annotations
 
@@ -117,7 +119,8 @@ def example_readme(out_dir: Path, target: str, command: str) -> str:
         f"{v['n'] - v['mismatches']} of {v['n']} images agree |", "",
         "Found by (the seed fixes the proposals and every training):", "",
         "```", command, "```", "",
-        f"`benchmarks/results/search_{target}.md` has every trial of that search. "
+        f"`benchmarks/results/search_{target}.md` has every trial of that search; `model.pt` "
+        f"and `results.json` are the trial's torch model and training log. "
         f"To train this model again without searching, run `tinycc_nn.qat.experiment.run("
         f"Experiment(**experiment), out_dir)` with:", "",
         "```json", json.dumps(exp, indent=1), "```", ""])
@@ -135,7 +138,7 @@ def main(argv=None) -> None:
     ap.add_argument("--example", metavar="NAME", help="make the winner examples/NAME")
     args = ap.parse_args(own)
     command = args.command or shlex.join(["tinycc-nn", "search", "-t", args.target,
-                                          "-o", str(args.output), *extra])
+                                          "-o", "DIR", *extra])  # the folder is this machine's
     if not args.report_only:
         cli = [str(Path(sys.executable).parent / "tinycc-nn"), "search", "-t", args.target,
                "-o", str(args.output), *extra]
@@ -147,8 +150,13 @@ def main(argv=None) -> None:
         folder = ROOT / "examples" / args.example
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(args.output / "model.onnx", folder / "model.onnx")
+        # the trial's torch model and training log: benchmarks/accuracy.py reads both
+        trial = args.output / "trials" / f"{json.loads((args.output / 'winner.json').read_text())['trial']:04d}"
+        kept = [name for name in ("model.pt", "results.json") if (trial / name).exists()]
+        for name in kept:
+            shutil.copyfile(trial / name, folder / name)
         (folder / "README.md").write_text(example_readme(args.output, args.target, command))
-        print(f"wrote {folder}/model.onnx and README.md")
+        print(f"wrote {folder}/" + ", ".join(["model.onnx", *kept, "README.md"]))
 
 
 if __name__ == "__main__":

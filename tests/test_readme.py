@@ -60,7 +60,7 @@ def test_the_synopsis_lists_every_option_and_only_real_ones():
 
 def test_the_two_commands_and_ci():
     first, second = [b.strip() for b in _blocks("sh")[:2]]
-    assert first == ("scripts/install.sh && .venv/bin/tinycc-nn compile examples/mnist8x8/model.onnx "
+    assert first == ("scripts/install.sh && .venv/bin/tinycc-nn compile examples/pms150c_best/model.onnx "
                      "-t pms150c -o out/")
     assert second == "scripts/setup-dev.sh && .venv/bin/python -m pytest -n 2"
     assert (ROOT / ".ci" / "run").read_text().strip().endswith(second)
@@ -77,7 +77,7 @@ def cwd(tmp_path, monkeypatch):
 
 
 def test_the_first_command_writes_what_it_says(cwd, capsys):
-    assert main(["compile", "examples/mnist8x8/model.onnx", "-t", "pms150c", "-o", "out/"]) == 0
+    assert main(["compile", "examples/pms150c_best/model.onnx", "-t", "pms150c", "-o", "out/"]) == 0
     capsys.readouterr()
     words, rom, ram_used, ram = map(int, re.search(
         r"\((\d+) of (\d+) words,\s+(\d+) of (\d+) bytes\)", README).groups())
