@@ -32,6 +32,8 @@ KNOBS = {
     "affine": ("augmentation: random affine (+-1.5 px, +-10 degrees)",
                {"augment": {"kind": "affine", "max_shift": 1.5, "max_degrees": 10.0}}),
     "long": ("twice the epochs (60 + 60)", {"float_epochs": 60, "qat_epochs": 60}),
+    "qat_lr": ("QAT learning rate 0.001 (the baseline's is 0.003)", {"qat_lr": 0.001}),
+    "crop": ("input: the centred 20x20 of the digit box-averaged to 8x8", {"crop": 20}),
 }
 
 
