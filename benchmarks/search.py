@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -75,6 +76,7 @@ def report(out_dir: Path, target: str, command: str) -> str:
     pareto = out_dir / "pareto.md"
     if pareto.exists():
         body = pareto.read_text().split("\n", 1)[1].strip()
+        body = re.sub(r"^\d+ trials trained, \d+ rejected [^.]*\. ", "", body)  # said above
         lines += ["## Pareto front", body, ""]
     lines += ["## Every trained trial, most accurate first", "",
               "| trial | accuracy | ROM | RAM (bytes) | cycles | input | widths | weights | recipe |",
