@@ -1,4 +1,4 @@
-"""The contested-flag lint: hand-written programs, and the two examples as compiled."""
+"""The contested-flag lint: hand-written programs, and the Padauk examples as compiled."""
 from pathlib import Path
 
 import pytest
@@ -215,7 +215,7 @@ load:
 @needs_sdas
 @pytest.mark.parametrize("opt", ["size", "speed"])
 @pytest.mark.parametrize("target", ["pms150c", "pfs154"])
-@pytest.mark.parametrize("example", ["mnist8x8", "mnist8x8_ref"])
+@pytest.mark.parametrize("example", ["pms150c_best", "mnist8x8", "mnist8x8_ref"])
 def test_the_examples_read_no_contested_flag(example, target, opt):
     art = tinycc_nn.compile(str(ROOT / "examples" / example / "model.onnx"), target, opt=opt)
     found = flaglint.lint_assembly(art.assembly, isa.CORES[art.backend.core])
