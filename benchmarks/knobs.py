@@ -1,6 +1,6 @@
 """Which training knobs pay: each one alone against the recipe of examples/mnist8x8.
 
-    python benchmarks/knobs.py                      # every knob, full data (about 40 min, one core)
+    python benchmarks/knobs.py                      # every knob, full data (about 25 min, one core)
     python benchmarks/knobs.py --knobs muon distill # some of them
 
 The baseline is the committed PMS150C example's Experiment (64-24-16-10, pm2 weights, no

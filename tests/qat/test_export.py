@@ -152,3 +152,15 @@ def test_unsupported_layers_and_shapes_are_refused():
         build_onnx(nn.Sequential(*model[:-1], nn.Sigmoid(), model[-1]), FEATURES)
     with pytest.raises(TinyccError, match="end with an ActQuant"):
         build_onnx(nn.Sequential(*model[:-1]), FEATURES)
+
+
+def test_metadata_joins_the_exporters_own(tmp_path):
+    from tinycc_nn.datasets import input_metadata, view_of
+    model = mlp((FEATURES, 8, CLASSES), weight_schemes=("pm2", "ternary"))
+    _train_one_epoch(model)
+    model.eval()
+    path = export_onnx(model, tmp_path / "m.onnx", FEATURES, metadata=input_metadata(8, 20))
+    saved = onnx.load(path)
+    props = {p.key: p.value for p in saved.metadata_props}
+    assert props["tinycc_nn.weight_schemes"] == "pm2,ternary"  # was dropped by the metadata
+    assert view_of(saved) == (8, 20)

@@ -225,8 +225,9 @@ def export_onnx(model: nn.Module, path, input_shape, *, opset=17, argmax=True, g
     (C, H, W) for a model that starts with a QConv2d); `metadata` goes into the model's
     metadata_props (e.g. `tinycc_nn.datasets.input_metadata`: how its input is made)."""
     onnx_model = build_onnx(model, input_shape, opset=opset, argmax=argmax, gemm=gemm)
-    if metadata:
-        onnx.helper.set_model_props(onnx_model, metadata)
+    if metadata:  # set_model_props replaces every prop: keep the exporter's own
+        own = {prop.key: prop.value for prop in onnx_model.metadata_props}
+        onnx.helper.set_model_props(onnx_model, {**own, **metadata})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(onnx_model, path)
