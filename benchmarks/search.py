@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
 import shutil
 import subprocess
@@ -26,7 +25,7 @@ import sys
 from pathlib import Path
 
 from tinycc_nn.search import study as studies
-from tinycc_nn.search.pareto import trial_rows
+from tinycc_nn.search.pareto import FRONT_INTRO, front_table, mark_front, trial_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,11 +72,8 @@ def report(out_dir: Path, target: str, command: str) -> str:
     if winner.exists():
         body = winner.read_text().split("\n", 1)[1]
         lines += ["## The winner", body.split("The experiment (")[0].strip(), ""]
-    pareto = out_dir / "pareto.md"
-    if pareto.exists():
-        body = pareto.read_text().split("\n", 1)[1].strip()
-        body = re.sub(r"^\d+ trials trained, \d+ rejected [^.]*\. ", "", body)  # said above
-        lines += ["## Pareto front", body, ""]
+    if rows:  # the counts are said above, so the front without pareto.md's own header
+        lines += ["## Pareto front", FRONT_INTRO, "", *front_table(mark_front(list(rows.values()))), ""]
     lines += ["## Every trained trial, most accurate first", "",
               "| trial | accuracy | ROM | RAM (bytes) | cycles | input | widths | weights | recipe |",
               "|---|---|---|---|---|---|---|---|---|"]
@@ -90,9 +86,8 @@ def report(out_dir: Path, target: str, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def example_readme(out_dir: Path, target: str, command: str) -> str:
-    """README.md of examples/NAME: the verified winner, its figures, how it was found."""
-    win = json.loads((out_dir / "winner.json").read_text())
+def example_readme(out_dir: Path, target: str, command: str, win: dict) -> str:
+    """README.md of examples/NAME: the verified winner (winner.json), its figures, how it was found."""
     exp, v = win["experiment"], win["verify"]
     trial = load(out_dir, target).trials[win["trial"]]
     fp32 = trial.user_attrs.get("fp32_accuracy")
@@ -152,12 +147,13 @@ def main(argv=None) -> None:
         folder = ROOT / "examples" / args.example
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(args.output / "model.onnx", folder / "model.onnx")
+        win = json.loads((args.output / "winner.json").read_text())
         # the trial's torch model and training log: benchmarks/accuracy.py reads both
-        trial = args.output / "trials" / f"{json.loads((args.output / 'winner.json').read_text())['trial']:04d}"
+        trial = args.output / "trials" / f"{win['trial']:04d}"
         kept = [name for name in ("model.pt", "results.json") if (trial / name).exists()]
         for name in kept:
             shutil.copyfile(trial / name, folder / name)
-        (folder / "README.md").write_text(example_readme(args.output, args.target, command))
+        (folder / "README.md").write_text(example_readme(args.output, args.target, command, win))
         print(f"wrote {folder}/" + ", ".join(["model.onnx", *kept, "README.md"]))
 
 

@@ -49,13 +49,20 @@ def mark_front(rows: list[dict]) -> list[dict]:
     return sorted((r for r in rows if r["on_front"]), key=lambda r: (-r["accuracy"], _cost(r)))
 
 
+FRONT_INTRO = ("The Pareto front (accuracy on the test images against ROM, RAM and cycles), "
+               "most accurate first:")
+
+
 def markdown(front: list[dict], title: str, counts: dict) -> str:
+    return "\n".join([f"# {title}", "",
+                      f"{counts['trained']} trials trained, {counts['rejected']} rejected by the "
+                      f"compiler without training. {FRONT_INTRO}", "", *front_table(front)]) + "\n"
+
+
+def front_table(front: list[dict]) -> list[str]:
+    """The front as Markdown table lines, most accurate first."""
     unit = front[0]["rom_unit"] if front else "words"
-    lines = [f"# {title}", "",
-             f"{counts['trained']} trials trained, {counts['rejected']} rejected by the compiler "
-             "without training. The Pareto front (accuracy on the test images against ROM, RAM "
-             "and cycles), most accurate first:", "",
-             f"| trial | accuracy | ROM ({unit}) | RAM (bytes) | cycles | input | widths | weights "
+    lines = [f"| trial | accuracy | ROM ({unit}) | RAM (bytes) | cycles | input | widths | weights "
              "| act bits | bias |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in front:
         def of(used, cap):
@@ -64,7 +71,7 @@ def markdown(front: list[dict], title: str, counts: dict) -> str:
                      f"| {of('ram_used', 'ram_capacity')} | {r['cycles_per_inference'] or '-'} "
                      f"| {r['input']} | {r['widths']} | {r['schemes']} | {r['act_bits']} "
                      f"| {'yes' if r['bias'] else 'no'} |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
