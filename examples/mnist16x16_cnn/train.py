@@ -38,6 +38,7 @@ from tinycc_nn.qat import ActQuant, QLinear, export_onnx, torch_predict
 from tinycc_nn.qat.augment import random_affine
 from tinycc_nn.qat.budget import weight_bytes
 from tinycc_nn.qat.conv import QConv2d, conv_weight_bytes
+from tinycc_nn.qat.refine import refine_weights
 
 HERE = Path(__file__).resolve().parent
 CHANNELS, HIDDEN = 64, (96, 64)
@@ -202,6 +203,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--clean", type=float, default=Recipe.clean, help="fraction of images left unaugmented")
     ap.add_argument("--weight-decay", type=float, default=Recipe.weight_decay)
     ap.add_argument("--label-smoothing", type=float, default=Recipe.label_smoothing)
+    ap.add_argument("--refine-passes", type=int, default=0,
+                    help="after QAT, sweeps of integer coordinate descent on the FC weights (training loss)")
     ap.add_argument("--subset", type=int, default=0, help="train on the first N images (exploration)")
     ap.add_argument("--eval-every-epoch", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
@@ -232,9 +235,16 @@ def main(argv=None) -> dict:
     model.load_state_dict(twin.state_dict(), strict=False)  # same names; quantizer buffers stay
     qat_log = fit(model, images, labels, args.qat_epochs, args.qat_lr, args.seed + 1,
                   recipe, teacher=None if args.no_distill else twin, test=test, desc="qat", ema=args.ema)
+    args.out.mkdir(parents=True, exist_ok=True)
+    checkpoint = {"twin": twin.state_dict(), "qat": copy_module.deepcopy(model.state_dict())}
+    torch.save(checkpoint, args.out / "model.pt")
+    unrefined_acc = accuracy(model, x_test, y_test)
+    refine_log = []
+    if args.refine_passes:
+        refine_log = refine_weights(model, images_16(images), labels, passes=args.refine_passes, seed=args.seed)
+        torch.save({**checkpoint, "refined": model.state_dict()}, args.out / "model.pt")
     train_seconds = round(time.time() - start)
     logits, classes = torch_predict(model, x_test)
-    args.out.mkdir(parents=True, exist_ok=True)
     path = export_onnx(model, args.out / "model.onnx", (1, 16, 16))
     ort_logits, ort_classes = ort_predict(path, x_test)
     results = {
@@ -242,11 +252,13 @@ def main(argv=None) -> dict:
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "out"},
         "threads": torch.get_num_threads(),
         "conv_weight_bytes": conv_weight_bytes(model), "fc_weight_bytes": weight_bytes(model),
-        "fp32_accuracy": fp32_acc, "qat_accuracy": float((classes == y_test).mean()),
+        "fp32_accuracy": fp32_acc, "unrefined_accuracy": unrefined_acc,
+        "qat_accuracy": float((classes == y_test).mean()),
         "ort_accuracy": float((ort_classes == y_test).mean()),
         "class_agreement": int((ort_classes == classes).sum()),
         "logits_bit_agreement": int((ort_logits.view(np.int32) == logits.view(np.int32)).all(axis=1).sum()),
         "train_seconds": train_seconds, "fp32_log": fp32_log, "qat_log": qat_log,
+        "refine_log": refine_log,
     }
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     print({k: v for k, v in results.items() if not k.endswith("_log")})

@@ -80,3 +80,39 @@ def test_refinement_is_deterministic_and_stops_when_nothing_moves():
     log_b = refine_weights(b, x, y, passes=50, seed=3, progress=False)
     assert log_a == log_b and log_a[-1]["moves"] == 0 and len(log_a) < 51
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_cnn_refines_its_dense_head_and_leaves_the_convolutions_alone(tmp_path):
+    """The conv stack runs once for the whole set; only the head's integer weights move."""
+    from torch import nn
+
+    from tinycc_nn.qat import ActQuant
+    from tinycc_nn.qat.conv import QConv2d
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x = (rng.random((300, 1, 8, 8)) * (rng.random((300, 1, 8, 8)) < 0.6)).astype(np.float32)
+    y = (x.reshape(300, -1) @ rng.standard_normal((64, CLASSES))).argmax(1)
+    model = nn.Sequential(
+        QConv2d(1, 3, 3, input_quant=ActQuant(8, scale="fixed", log2_scale=-8), per_channel=True), nn.ReLU(),
+        QConv2d(3, 3, 3, groups=3, per_channel=True), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        QLinear(12, 16, weight_scheme="odd2"), nn.ReLU(), QLinear(16, CLASSES, weight_scheme="odd4"),
+        ActQuant(8, signed=True, rounding="ceil"))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for i in range(0, len(x), 30):
+        loss = F.cross_entropy(model(torch.from_numpy(x[i:i + 30])), torch.from_numpy(y[i:i + 30]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    convs = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(("0.", "2."))}
+    log = refine_weights(model, x, y, passes=2, progress=False)
+    assert log[-1]["loss"] < log[0]["loss"] and sum(entry["moves"] for entry in log) > 0
+    assert _loss(model, x, y) == pytest.approx(log[-1]["loss"], rel=1e-6)
+    changed = [k for k, v in convs.items()  # (unpinned exponents are nan)
+               if not torch.allclose(model.state_dict()[k], v, rtol=0, atol=0, equal_nan=True)]
+    assert not changed, changed
+    path = export_onnx(model, tmp_path / "cnn.onnx", (1, 8, 8))
+    logits, _ = torch_predict(model, x)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert np.array_equal(session.run(["logits"], {"input": x})[0].view(np.int32), logits.view(np.int32))

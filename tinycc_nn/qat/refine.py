@@ -44,6 +44,15 @@ def _forward(layers: list[nn.Module], start: int, h: torch.Tensor) -> torch.Tens
     return h
 
 
+def _head_input(layers: list[nn.Module], x: torch.Tensor, batch: int = 2048) -> tuple[int, torch.Tensor]:
+    """(k, input of layers[k]) for the first QLinear k: a convolution stack's output over the
+    whole training set is far smaller than its feature maps, so it runs in batches, once."""
+    k = next(i for i, m in enumerate(layers) if isinstance(m, QLinear))
+    if k == 0:
+        return 0, x
+    return k, torch.cat([_forward(layers[:k], 0, x[i:i + batch]) for i in range(0, len(x), batch)])
+
+
 def _row_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-row cross-entropy (several times faster than F.cross_entropy for 10 classes)."""
     return torch.logsumexp(logits, dim=1) - logits.gather(1, labels[:, None])[:, 0]
@@ -59,7 +68,8 @@ def _gain(new: torch.Tensor, old: torch.Tensor, labels: torch.Tensor) -> float:
 @torch.no_grad()
 def refine_weights(model: nn.Module, x: np.ndarray, y: np.ndarray, passes: int = 2,
                    seed: int = 0, progress: bool = True) -> list[dict]:
-    """Coordinate descent on the integer weights of every QLinear, `passes` sweeps at most.
+    """Coordinate descent on the integer weights of every QLinear, `passes` sweeps at most
+    (convolution weights stay as they are).
 
     Stops early after a sweep that changes nothing.  Returns one entry per sweep:
     {"pass", "loss" (mean training cross-entropy after it), "moves" (weights changed)},
@@ -71,16 +81,18 @@ def refine_weights(model: nn.Module, x: np.ndarray, y: np.ndarray, passes: int =
     x = torch.as_tensor(np.asarray(x, np.float32))
     labels = torch.as_tensor(np.asarray(y, np.int64))
     gen = torch.Generator().manual_seed(seed)
-    log = [{"pass": 0, "loss": float(_row_losses(_forward(layers, 0, x), labels).mean()), "moves": 0}]
+    first, head_x = _head_input(layers, x)
+    log = [{"pass": 0, "loss": float(_row_losses(_forward(layers, first, head_x), labels).mean()), "moves": 0}]
     n_weights = sum(m.weight.numel() for m in layers if isinstance(m, QLinear))
     for sweep in range(1, passes + 1):
-        moves, h = 0, x
+        moves, h = 0, head_x
         with tqdm(total=n_weights, desc=f"refine {sweep}/{passes}", unit="weight", disable=not progress) as bar:
-            for k, layer in enumerate(layers):
+            for k in range(first, len(layers)):
+                layer = layers[k]
                 if isinstance(layer, QLinear):
                     moves += _refine_layer(layers, k, h, labels, gen, bar)
                 h = layer(h)
-            log.append({"pass": sweep, "loss": float(_row_losses(_forward(layers, 0, x), labels).mean()),
+            log.append({"pass": sweep, "loss": float(_row_losses(_forward(layers, first, head_x), labels).mean()),
                         "moves": moves})
             bar.set_postfix(loss=f"{log[-1]['loss']:.4f}", moves=moves)
         if moves == 0:
