@@ -238,9 +238,9 @@ def main(argv=None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     checkpoint = {"twin": twin.state_dict(), "qat": copy_module.deepcopy(model.state_dict())}
     torch.save(checkpoint, args.out / "model.pt")
-    unrefined_acc = accuracy(model, x_test, y_test)
-    refine_log = []
+    unrefined_acc, refine_log = None, []
     if args.refine_passes:
+        unrefined_acc = accuracy(model, x_test, y_test)
         refine_log = refine_weights(model, images_16(images), labels, passes=args.refine_passes, seed=args.seed)
         torch.save({**checkpoint, "refined": model.state_dict()}, args.out / "model.pt")
     train_seconds = round(time.time() - start)

@@ -25,10 +25,15 @@ def _trained(schemes, bias, offset=0):
     torch.manual_seed(0)
     model = mlp((FEATURES, 16, 12, CLASSES), schemes, bias=bias, act_bits=8, weight_exponent_offset=offset)
     x, y = _data()
+    return _fit(model, x, y, 40)
+
+
+def _fit(model, x, y, batch):
+    """One epoch of Adam (lr 0.01) in batches of `batch`."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()
-    for i in range(0, len(x), 40):
-        loss = F.cross_entropy(model(torch.from_numpy(x[i:i + 40])), torch.from_numpy(y[i:i + 40]))
+    for i in range(0, len(x), batch):
+        loss = F.cross_entropy(model(torch.from_numpy(x[i:i + batch])), torch.from_numpy(y[i:i + batch]))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -98,13 +103,7 @@ def test_cnn_refines_its_dense_head_and_leaves_the_convolutions_alone(tmp_path):
         QConv2d(3, 3, 3, groups=3, per_channel=True), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
         QLinear(12, 16, weight_scheme="odd2"), nn.ReLU(), QLinear(16, CLASSES, weight_scheme="odd4"),
         ActQuant(8, signed=True, rounding="ceil"))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    model.train()
-    for i in range(0, len(x), 30):
-        loss = F.cross_entropy(model(torch.from_numpy(x[i:i + 30])), torch.from_numpy(y[i:i + 30]))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    _fit(model, x, y, 30)
     convs = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(("0.", "2."))}
     log = refine_weights(model, x, y, passes=2, progress=False)
     assert log[-1]["loss"] < log[0]["loss"] and sum(entry["moves"] for entry in log) > 0

@@ -87,8 +87,7 @@ def refine_weights(model: nn.Module, x: np.ndarray, y: np.ndarray, passes: int =
     for sweep in range(1, passes + 1):
         moves, h = 0, head_x
         with tqdm(total=n_weights, desc=f"refine {sweep}/{passes}", unit="weight", disable=not progress) as bar:
-            for k in range(first, len(layers)):
-                layer = layers[k]
+            for k, layer in enumerate(layers[first:], first):
                 if isinstance(layer, QLinear):
                     moves += _refine_layer(layers, k, h, labels, gen, bar)
                 h = layer(h)
