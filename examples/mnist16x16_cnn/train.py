@@ -44,8 +44,10 @@ HERE = Path(__file__).resolve().parent
 CHANNELS, HIDDEN = 64, (96, 64)
 
 
-def build(quantized: bool, conv_scheme: str = "int4", fc_schemes=("odd2", "odd4", "odd4")) -> nn.Sequential:
-    """The QAT model, or (quantized=False) its fp32 twin with the same parameter names."""
+def build(quantized: bool, conv_scheme: str = "int4", fc_schemes=("odd2", "odd4", "odd4"),
+          fc_per_channel: bool = False) -> nn.Sequential:
+    """The QAT model, or (quantized=False) its fp32 twin with the same parameter names;
+    `fc_per_channel` gives the FC layers one weight scale per output instead of one each."""
     c = CHANNELS
 
     def conv(cin, groups, first=False):
@@ -55,7 +57,9 @@ def build(quantized: bool, conv_scheme: str = "int4", fc_schemes=("odd2", "odd4"
         return QConv2d(cin, c, 3, groups=groups, weight_scheme=conv_scheme, per_channel=True, input_quant=quant)
 
     def fc(a, b, scheme):
-        return QLinear(a, b, weight_scheme=scheme, input_quant=ActQuant(8)) if quantized else nn.Linear(a, b)
+        if not quantized:
+            return nn.Linear(a, b)
+        return QLinear(a, b, weight_scheme=scheme, input_quant=ActQuant(8), per_channel=fc_per_channel)
 
     layers = [conv(1, 1, first=True), nn.ReLU(),
               conv(c, c), nn.ReLU(), nn.MaxPool2d(2),
@@ -191,6 +195,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--qat-lr", type=float, default=7e-4)
     ap.add_argument("--conv-scheme", default="int4")
+    ap.add_argument("--fc-per-channel", action="store_true",
+                    help="one power-of-two weight scale per FC output (default: one per FC layer)")
     ap.add_argument("--init", choices=("he", "torch"), default="he", help="the fp32 twin's initial weights")
     ap.add_argument("--no-distill", action="store_true")
     ap.add_argument("--muon", action="store_true", help="Muon on the hidden FC weights")
@@ -205,6 +211,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--label-smoothing", type=float, default=Recipe.label_smoothing)
     ap.add_argument("--refine-passes", type=int, default=0,
                     help="after QAT, sweeps of integer coordinate descent on the FC weights (training loss)")
+    ap.add_argument("--twin", type=Path,
+                    help="start QAT from the fp32 twin saved in this model.pt (skips the fp32 phase)")
     ap.add_argument("--subset", type=int, default=0, help="train on the first N images (exploration)")
     ap.add_argument("--eval-every-epoch", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
@@ -226,16 +234,21 @@ def main(argv=None) -> dict:
         he_init(twin)
     recipe = Recipe(args.batch_size, args.rotate, args.shift, args.zoom, args.clean, args.weight_decay,
                     args.label_smoothing, args.muon)
-    fp32_log = fit(twin, images, labels, args.float_epochs, args.lr, args.seed, recipe, test=test, desc="fp32",
-                   ema=args.ema)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.twin:
+        twin.load_state_dict(torch.load(args.twin)["twin"])
+        fp32_log = []
+    else:
+        fp32_log = fit(twin, images, labels, args.float_epochs, args.lr, args.seed, recipe, test=test, desc="fp32",
+                       ema=args.ema)
+        torch.save({"twin": twin.state_dict()}, args.out / "model.pt")  # QAT runs can start from it (--twin)
     twin.eval()
     fp32_acc = accuracy(twin, x_test, y_test)
     print("fp32 accuracy", fp32_acc, flush=True)
-    model = build(True, args.conv_scheme)
+    model = build(True, args.conv_scheme, fc_per_channel=args.fc_per_channel)
     model.load_state_dict(twin.state_dict(), strict=False)  # same names; quantizer buffers stay
     qat_log = fit(model, images, labels, args.qat_epochs, args.qat_lr, args.seed + 1,
                   recipe, teacher=None if args.no_distill else twin, test=test, desc="qat", ema=args.ema)
-    args.out.mkdir(parents=True, exist_ok=True)
     checkpoint = {"twin": twin.state_dict(), "qat": copy_module.deepcopy(model.state_dict())}
     torch.save(checkpoint, args.out / "model.pt")
     unrefined_acc, refine_log = None, []

@@ -12,8 +12,8 @@ from torch import nn  # noqa: E402
 
 from tinycc_nn.errors import TinyccError  # noqa: E402
 from tinycc_nn.qat import ActQuant, QLinear, build_onnx, export_onnx, torch_predict  # noqa: E402
-from tinycc_nn.qat.conv import QConv2d, channel_exponents  # noqa: E402
-from tinycc_nn.qat.quantizers import weight_exponent  # noqa: E402
+from tinycc_nn.qat.conv import QConv2d  # noqa: E402
+from tinycc_nn.qat.quantizers import channel_exponents, weight_exponent  # noqa: E402
 from tinycc_nn.qat.schemes import get_scheme  # noqa: E402
 
 SIZE, CLASSES = 16, 10

@@ -164,3 +164,38 @@ def test_metadata_joins_the_exporters_own(tmp_path):
     props = {p.key: p.value for p in saved.metadata_props}
     assert props["tinycc_nn.weight_schemes"] == "pm2,ternary"  # was dropped by the metadata
     assert view_of(saved) == (8, 20)
+
+
+def _per_channel_model(scheme):
+    """A per-channel MLP whose first layer's rows differ in norm 16x, so their exponents differ."""
+    torch.manual_seed(0)
+    model = mlp((FEATURES, 16, 8, CLASSES), scheme, per_channel=True)
+    with torch.no_grad():
+        model[0].weight.mul_(torch.logspace(-2, 2, 16, base=2)[:, None])
+    return _train_one_epoch(model)
+
+
+@pytest.mark.parametrize("gemm", [False, True])
+@pytest.mark.parametrize("scheme", ["odd2", "ternary", "int4"])
+def test_per_channel_weights_export_bit_exact(tmp_path, scheme, gemm):
+    model = _per_channel_model(scheme)
+    exponents = model[0].quantized().weight_exponent
+    assert exponents.shape == (16,) and len(set(exponents.tolist())) > 1
+    path = export_onnx(model, tmp_path / "m.onnx", input_shape=(1, FEATURES), gemm=gemm)
+    graph = onnx.load(path).graph
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+    _assert_bit_exact(model, path)
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    assert np.array_equal(np.log2(inits["layer0.weight_scale"]), exponents)
+    assert np.array_equal(inits["layer0.bias_scale"], inits["layer0.weight_scale"] * inits["layer0.input.scale"])
+    axis = {n.output[0]: {a.name: a.i for a in n.attribute} for n in graph.node if n.op_type == "DequantizeLinear"}
+    assert axis["layer0.weight"] == {"axis": 0 if gemm else 1}  # the outputs: Gemm's rows, MatMul's columns
+    assert axis["layer0.bias"] == {"axis": 0}
+
+
+@pytest.mark.parametrize("target", ["python", "ch32v003"])
+def test_per_channel_export_compiles_bit_exact(tmp_path, target):
+    from onnx_cases import assert_bit_exact
+    model = _per_channel_model("odd2")
+    path = export_onnx(model, tmp_path / "m.onnx", input_shape=(1, FEATURES))
+    assert_bit_exact(onnx.load(path), _probe_inputs(model), target)

@@ -167,3 +167,31 @@ def test_weight_exponent_offset_and_pinning():
     fresh = QLinear(30, 8, weight_scheme="pm2")
     fresh.load_state_dict(old)  # a checkpoint from before pinning existed still loads
     assert fresh.weight_exponent() == e
+
+
+def test_per_channel_qlinear_exponents_pinning_and_integer_arithmetic():
+    torch.manual_seed(3)
+    layer = QLinear(20, 6, weight_scheme="odd2", per_channel=True).train()
+    with torch.no_grad():
+        layer.weight.mul_(torch.tensor([0.1, 0.5, 1, 2, 4, 8])[:, None])
+    expected = [weight_exponent(row, layer.scheme) for row in layer.weight]
+    assert layer.weight_exponents().tolist() == expected and len(set(expected)) > 1
+    with pytest.raises(ValueError, match="weight_exponents"):
+        layer.weight_exponent()
+    layer(torch.rand(32, 20) * 3)  # calibrate the input quantizer
+    layer.eval()
+    x = torch.rand(100, 20) * 4 - 0.5
+    q = layer.quantized()
+    assert q.weight_exponent.tolist() == expected
+    codes = np.clip(np.round(x.numpy() / 2.0**q.in_exponent), 0, 255).astype(np.int64)
+    acc = codes @ q.weight.astype(np.int64).T + q.bias.astype(np.int64)
+    want = (acc * np.exp2(q.in_exponent + q.weight_exponent)).astype(np.float32)
+    assert np.array_equal(layer(x).detach().numpy(), want)
+    assert set(np.unique(q.weight)) <= EXPECTED_LEVELS["odd2"]
+    pinned = layer.pin_weight_exponent()
+    with torch.no_grad():
+        layer.weight.mul_(16)  # would move every exponent by 4 if they were not pinned
+    assert layer.weight_exponents().tolist() == pinned.tolist() == expected
+    reloaded = QLinear(20, 6, weight_scheme="odd2", per_channel=True)
+    reloaded.load_state_dict(layer.state_dict())
+    assert reloaded.weight_exponents().tolist() == expected

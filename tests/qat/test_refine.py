@@ -21,9 +21,10 @@ def _data(n=400, seed=0):
     return x.astype(np.float32), y
 
 
-def _trained(schemes, bias, offset=0):
+def _trained(schemes, bias, offset=0, per_channel=False):
     torch.manual_seed(0)
-    model = mlp((FEATURES, 16, 12, CLASSES), schemes, bias=bias, act_bits=8, weight_exponent_offset=offset)
+    model = mlp((FEATURES, 16, 12, CLASSES), schemes, bias=bias, act_bits=8, weight_exponent_offset=offset,
+                per_channel=per_channel)
     x, y = _data()
     return _fit(model, x, y, 40)
 
@@ -46,12 +47,13 @@ def _loss(model, x, y):
         return float(F.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y)))
 
 
-@pytest.mark.parametrize("schemes,bias,offset", [("pm2", False, -1), (("ternary", "odd4", "int4"), True, 0)])
-def test_refinement_lowers_the_loss_and_keeps_every_weight_on_its_grid(tmp_path, schemes, bias, offset):
-    model = _trained(schemes, bias, offset)
+@pytest.mark.parametrize("schemes,bias,offset,per_channel", [
+    ("pm2", False, -1, False), (("ternary", "odd4", "int4"), True, 0, False), ("odd2", True, 0, True)])
+def test_refinement_lowers_the_loss_and_keeps_every_weight_on_its_grid(tmp_path, schemes, bias, offset, per_channel):
+    model = _trained(schemes, bias, offset, per_channel)
     x, y = _data()
     before = _loss(model, x, y)
-    exponents = [m.weight_exponent() for m in model if isinstance(m, QLinear)]
+    exponents = [m.weight_exponents() for m in model if isinstance(m, QLinear)]
     log = refine_weights(model, x, y, passes=3, progress=False)
     assert log[0]["pass"] == 0 and log[0]["loss"] == pytest.approx(before, rel=1e-6)
     losses = [entry["loss"] for entry in log]
@@ -60,8 +62,8 @@ def test_refinement_lowers_the_loss_and_keeps_every_weight_on_its_grid(tmp_path,
     # the incremental bookkeeping (changed rows only) agrees with a full forward pass
     assert _loss(model, x, y) == pytest.approx(losses[-1], rel=1e-6)
     for m, e in zip([m for m in model if isinstance(m, QLinear)], exponents):
-        assert m.weight_exponent() == e
-        codes = m.weight.detach() / 2.0**e
+        assert torch.equal(m.weight_exponents(), e)
+        codes = m.weight.detach() / torch.exp2(e)[:, None]
         assert set(codes.unique().tolist()) <= set(m.scheme.levels)
     path = export_onnx(model, tmp_path / "m.onnx", FEATURES)
     logits, classes = torch_predict(model, x)

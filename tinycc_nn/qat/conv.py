@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinycc_nn.qat.layers import BIAS_RANGE, quantize_bias
-from tinycc_nn.qat.quantizers import SCALE_SEARCH, ActQuant, quantize_levels, weight_exponent
+from tinycc_nn.qat.quantizers import ActQuant, channel_exponents, fake_quantize_weight, weight_exponent
 from tinycc_nn.qat.schemes import WeightScheme, get_scheme
 
 
@@ -39,21 +39,6 @@ class QuantizedConv:
     stride: tuple[int, int]
     padding: tuple[int, int]
     groups: int
-
-
-def channel_exponents(w: torch.Tensor, scheme: WeightScheme, mode: str = "mse") -> torch.Tensor:
-    """`weight_exponent` of each output channel w[c], in one vectorized step (float [out])."""
-    w = w.detach().reshape(len(w), -1)
-    amax = w.abs().amax(dim=1).clamp_min(1e-30)
-    top = torch.ceil(torch.log2(amax / scheme.max_level))
-    if mode == "max":
-        return top
-    if mode != "mse":
-        raise ValueError(f"weight scale mode {mode!r}: choose 'mse' or 'max'")
-    exponents = top[None, :] - torch.arange(SCALE_SEARCH + 1, dtype=w.dtype)[:, None]  # [k, out]
-    s = torch.exp2(exponents)[:, :, None]
-    errors = ((quantize_levels(w[None] / s, scheme.levels) * s - w[None]) ** 2).sum(dim=2)
-    return exponents.gather(0, errors.argmin(dim=0, keepdim=True))[0]  # first minimum: larger scale
 
 
 def _pair(v) -> tuple[int, int]:
@@ -111,10 +96,7 @@ class QConv2d(nn.Module):
         return self.pinned_exponent.clone()
 
     def _weight(self, e_w: torch.Tensor) -> torch.Tensor:
-        s = torch.exp2(e_w)[:, None, None, None]
-        w = self.weight if self.training else self.weight.detach()
-        snapped = quantize_levels(w.detach() / s, self.scheme.levels) * s
-        return w + (snapped - w).detach() if w.requires_grad else snapped
+        return fake_quantize_weight(self.weight if self.training else self.weight.detach(), self.scheme, e_w)
 
     def _bias(self, acc_exponent: torch.Tensor) -> torch.Tensor | None:
         return quantize_bias(self.bias, acc_exponent, self.training)

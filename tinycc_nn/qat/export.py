@@ -5,8 +5,8 @@ functions) makes the file say exactly what the eval model computes:
 
     input -> QuantizeLinear -> DequantizeLinear                       (layer 0 input)
     per layer:  [Clip] -> QuantizeLinear -> DequantizeLinear           (its input quantizer)
-                MatMul(x, DequantizeLinear(int8 w [in, out], s_w))
-                Add(., DequantizeLinear(int32 b [out], s_in * s_w))   (if the layer has a bias)
+                MatMul(x, DequantizeLinear(int8 w [in, out], s_w))      (axis 1 if per channel)
+                Add(., DequantizeLinear(int32 b [out], s_in * s_w))   (if the layer has a bias; axis 0)
                 Relu                                                   (if a ReLU follows)
     [Clip] -> QuantizeLinear -> DequantizeLinear -> logits; ArgMax(axis=1) -> class
 
@@ -129,14 +129,17 @@ class _Builder:
         return self.node("DequantizeLinear", [q, s, zp], output or f"{prefix}.dq")
 
     def linear(self, x: str, q: QuantizedLinear, prefix: str, gemm: bool) -> str:
-        s_w = self.const(f"{prefix}.weight_scale", np.float32(2.0**q.weight_exponent))
+        per_channel = np.ndim(q.weight_exponent) == 1  # the outputs are Gemm's rows, MatMul's columns
+        s_w = self.const(f"{prefix}.weight_scale", np.exp2(q.weight_exponent).astype(np.float32))
         w_int = q.weight if gemm else q.weight.T.copy()
-        w = self.node("DequantizeLinear", [self.const(f"{prefix}.weight_q", w_int), s_w], f"{prefix}.weight")
+        w = self.node("DequantizeLinear", [self.const(f"{prefix}.weight_q", w_int), s_w], f"{prefix}.weight",
+                      **({"axis": 0 if gemm else 1} if per_channel else {}))
         y = None if gemm else self.node("MatMul", [x, w], f"{prefix}.matmul")
         b = None
         if q.bias is not None:
-            s_b = self.const(f"{prefix}.bias_scale", np.float32(2.0 ** (q.in_exponent + q.weight_exponent)))
-            b = self.node("DequantizeLinear", [self.const(f"{prefix}.bias_q", q.bias), s_b], f"{prefix}.bias")
+            s_b = self.const(f"{prefix}.bias_scale", np.exp2(q.in_exponent + q.weight_exponent).astype(np.float32))
+            b = self.node("DequantizeLinear", [self.const(f"{prefix}.bias_q", q.bias), s_b], f"{prefix}.bias",
+                          **({"axis": 0} if per_channel else {}))
         if gemm:
             return self.node("Gemm", [x, w] + ([b] if b else []), f"{prefix}.gemm", transB=1)
         return self.node("Add", [y, b], f"{prefix}.add") if b else y

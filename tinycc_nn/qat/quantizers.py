@@ -58,9 +58,30 @@ def weight_exponent(w: torch.Tensor, scheme: WeightScheme, mode: str = "mse") ->
     return int(exponents[int(torch.argmin(errors))])  # first minimum: the larger scale
 
 
-def fake_quantize_weight(w: torch.Tensor, scheme: WeightScheme, exponent: int) -> torch.Tensor:
-    """w snapped to levels * 2**exponent; in training the gradient passes unchanged."""
-    s = 2.0**exponent
+def channel_exponents(w: torch.Tensor, scheme: WeightScheme, mode: str = "mse") -> torch.Tensor:
+    """`weight_exponent` of each output channel w[c], in one vectorized step (float [out])."""
+    w = w.detach().reshape(len(w), -1)
+    amax = w.abs().amax(dim=1).clamp_min(1e-30)
+    top = torch.ceil(torch.log2(amax / scheme.max_level))
+    if mode == "max":
+        return top
+    if mode != "mse":
+        raise ValueError(f"weight scale mode {mode!r}: choose 'mse' or 'max'")
+    exponents = top[None, :] - torch.arange(SCALE_SEARCH + 1, dtype=w.dtype)[:, None]  # [k, out]
+    s = torch.exp2(exponents)[:, :, None]
+    errors = ((quantize_levels(w[None] / s, scheme.levels) * s - w[None]) ** 2).sum(dim=2)
+    return exponents.gather(0, errors.argmin(dim=0, keepdim=True))[0]  # first minimum: larger scale
+
+
+def fake_quantize_weight(w: torch.Tensor, scheme: WeightScheme, exponent: int | torch.Tensor) -> torch.Tensor:
+    """w snapped to levels * 2**exponent; in training the gradient passes unchanged.
+
+    `exponent` is one int for the tensor, or a tensor [out] of one per output channel
+    (w's first dimension)."""
+    if isinstance(exponent, torch.Tensor):
+        s = torch.exp2(exponent.to(w.dtype)).reshape(-1, *[1] * (w.ndim - 1))
+    else:
+        s = 2.0**exponent
     snapped = quantize_levels(w.detach() / s, scheme.levels) * s
     return w + (snapped - w).detach() if w.requires_grad else snapped
 

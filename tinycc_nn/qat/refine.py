@@ -102,13 +102,13 @@ def refine_weights(model: nn.Module, x: np.ndarray, y: np.ndarray, passes: int =
 def _refine_layer(layers, k: int, h: torch.Tensor, labels: torch.Tensor, gen, bar) -> int:
     """One sweep over the weights of layers[k] (input h); returns how many changed."""
     layer: QLinear = layers[k]
-    s_w = 2.0 ** layer.weight_exponent()
+    s_w = torch.exp2(layer.weight_exponents())  # [out]: one scale per output row
     levels = list(layer.scheme.levels)
     xq = layer.input_quant(h)
     pre = layer(h)
     logits = _forward(layers, k + 1, pre)
     rows_of = [torch.nonzero(xq[:, i]).flatten() for i in range(xq.shape[1])]
-    codes = torch.round(layer.weight / s_w).to(torch.int64)
+    codes = torch.round(layer.weight / s_w[:, None]).to(torch.int64)
     n_in = codes.shape[1]
     moves = 0
     order = torch.randperm(codes.numel(), generator=gen).tolist()
@@ -123,13 +123,13 @@ def _refine_layer(layers, k: int, h: torch.Tensor, labels: torch.Tensor, gen, ba
             if not 0 <= nxt < len(levels):
                 continue
             trial = pre[rows]
-            trial[:, j] += (levels[nxt] - levels[at]) * s_w * xq[rows, i]  # exact: on the grid
+            trial[:, j] += (levels[nxt] - levels[at]) * s_w[j] * xq[rows, i]  # exact: on the grid
             new_logits = _forward(layers, k + 1, trial)
             if _gain(new_logits, logits[rows], labels[rows]) < 0:
                 pre[rows, j] = trial[:, j]
                 logits[rows] = new_logits
                 codes[j, i] = levels[nxt]
-                layer.weight[j, i] = levels[nxt] * s_w
+                layer.weight[j, i] = levels[nxt] * s_w[j]
                 moves += 1
                 break
     return moves
