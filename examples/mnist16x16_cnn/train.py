@@ -13,7 +13,7 @@ Recipe: fp32 twin (same shape, unquantized, He-initialised) trained first, then 
 from its weights, distilled from it; each epoch half the 28x28 digits get a fresh random
 rotation/zoom/shift and half are seen as they are; label smoothing and weight decay.
 
-    python examples/mnist16x16_cnn/train.py          # the full recipe (80 + 20 epochs)
+    python examples/mnist16x16_cnn/train.py          # the full recipe (100 + 40 epochs)
 
 README.md gives the command of the committed model and its measured figures.
 """
