@@ -38,13 +38,16 @@ from tinycc_nn.qat import ActQuant, QLinear, export_onnx, torch_predict
 from tinycc_nn.qat.augment import random_affine
 from tinycc_nn.qat.budget import weight_bytes
 from tinycc_nn.qat.conv import QConv2d, conv_weight_bytes
+from tinycc_nn.qat.equalize import equalize_rows
 from tinycc_nn.qat.refine import refine_weights
+from tinycc_nn.qat.schemes import get_scheme
 
 HERE = Path(__file__).resolve().parent
 CHANNELS, HIDDEN = 64, (96, 64)
+FC_SCHEMES = ("odd2", "odd4", "odd4")
 
 
-def build(quantized: bool, conv_scheme: str = "int4", fc_schemes=("odd2", "odd4", "odd4"),
+def build(quantized: bool, conv_scheme: str = "int4", fc_schemes=FC_SCHEMES,
           fc_per_channel: bool = False) -> nn.Sequential:
     """The QAT model, or (quantized=False) its fp32 twin with the same parameter names;
     `fc_per_channel` gives the FC layers one weight scale per output instead of one each."""
@@ -197,6 +200,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--conv-scheme", default="int4")
     ap.add_argument("--fc-per-channel", action="store_true",
                     help="one power-of-two weight scale per FC output (default: one per FC layer)")
+    ap.add_argument("--equalize", action="store_true",
+                    help="before QAT, rescale fc1's rows (and fc2's columns) so each row's best scale is one power of two")
     ap.add_argument("--init", choices=("he", "torch"), default="he", help="the fp32 twin's initial weights")
     ap.add_argument("--no-distill", action="store_true")
     ap.add_argument("--muon", action="store_true", help="Muon on the hidden FC weights")
@@ -242,6 +247,8 @@ def main(argv=None) -> dict:
         fp32_log = fit(twin, images, labels, args.float_epochs, args.lr, args.seed, recipe, test=test, desc="fp32",
                        ema=args.ema)
         torch.save({"twin": twin.state_dict()}, args.out / "model.pt")  # QAT runs can start from it (--twin)
+    if args.equalize:  # the same float function; its 2-bit fc1 quantizes better
+        equalize_rows(twin[9], twin[11], get_scheme(FC_SCHEMES[0]), per_row=args.fc_per_channel)
     twin.eval()
     fp32_acc = accuracy(twin, x_test, y_test)
     print("fp32 accuracy", fp32_acc, flush=True)
