@@ -184,6 +184,16 @@ def fit(model, images, labels, epochs, lr, seed, recipe=Recipe(), teacher=None, 
     return log
 
 
+def load_model(pt: Path) -> nn.Sequential:
+    """The trained QAT model (eval mode) from a model.pt this script wrote, built with the
+    options recorded in the results.json beside it."""
+    args = json.loads(Path(pt).with_name("results.json").read_text())["args"]
+    saved = torch.load(pt, weights_only=True)
+    model = build(True, args["conv_scheme"], fc_per_channel=args["fc_per_channel"])
+    model.load_state_dict(saved.get("refined", saved["qat"]))
+    return model.eval()
+
+
 def ort_predict(path, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
