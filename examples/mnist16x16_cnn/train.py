@@ -39,6 +39,7 @@ from tinycc_nn.qat.augment import random_affine
 from tinycc_nn.qat.budget import weight_bytes
 from tinycc_nn.qat.conv import QConv2d, conv_weight_bytes
 from tinycc_nn.qat.equalize import equalize_rows
+from tinycc_nn.qat.quantizers import fake_quantize_weight
 from tinycc_nn.qat.refine import refine_weights
 from tinycc_nn.qat.schemes import get_scheme
 
@@ -116,8 +117,18 @@ def epoch_images(rng, images, recipe: Recipe) -> torch.Tensor:
     return images_16(out)
 
 
+@torch.no_grad()
+def freeze_weights(layer: QLinear) -> None:
+    """Fix a quantized layer at its current integer weights: the exponent pinned, the float
+    shadow weights set to their quantized values (exact: small integers times a power of two),
+    no more gradient, so the optimizers skip them."""
+    e = layer.pin_weight_exponent()
+    layer.weight.copy_(fake_quantize_weight(layer.weight, layer.scheme, e))
+    layer.weight.requires_grad_(False)
+
+
 def fit(model, images, labels, epochs, lr, seed, recipe=Recipe(), teacher=None, test=None,
-        desc="train", ema: float = 0.0) -> list[dict]:
+        desc="train", ema: float = 0.0, freeze: tuple[int, nn.Module] | None = None) -> list[dict]:
     """AdamW (or Muon on the 2-D hidden weights), one-epoch warmup then cosine; fresh augmentation
     every epoch; with a teacher, 0.7 KL(T=3) to its soft outputs + 0.3 cross-entropy.
 
@@ -125,7 +136,11 @@ def fit(model, images, labels, epochs, lr, seed, recipe=Recipe(), teacher=None, 
     parameters over the steps (updated after every step, the last few epochs weighing most):
     test accuracy swings by a tenth of a point from epoch to epoch, the average's less.  Only
     parameters are averaged (for a QAT model its float shadow weights); buffers such as the
-    activation quantizers' ranges stay the model's own."""
+    activation quantizers' ranges stay the model's own.
+
+    With `freeze` = (n, layer), the layer's weights are fixed at their integers for the last n
+    epochs (`freeze_weights`) and the other layers adapt to them: a 2-bit layer's weights
+    keep flipping between levels to the very end, even as the learning rate runs out."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     params = dict(model.named_parameters())
@@ -149,6 +164,8 @@ def fit(model, images, labels, epochs, lr, seed, recipe=Recipe(), teacher=None, 
         return copy
 
     for epoch in range(epochs):
+        if freeze is not None and epoch == epochs - freeze[0]:
+            freeze_weights(freeze[1])
         x_all = epoch_images(rng, images, recipe)
         model.train()
         order = torch.randperm(len(x_all))
@@ -212,6 +229,8 @@ def main(argv=None) -> dict:
                     help="one power-of-two weight scale per FC output (default: one per FC layer)")
     ap.add_argument("--equalize", action="store_true",
                     help="before QAT, rescale fc1's rows (and fc2's columns) so each row's best scale is one power of two")
+    ap.add_argument("--freeze-fc1", type=int, default=0, metavar="N",
+                    help="fix fc1's 2-bit weights for the last N QAT epochs; the other layers adapt to them")
     ap.add_argument("--init", choices=("he", "torch"), default="he", help="the fp32 twin's initial weights")
     ap.add_argument("--no-distill", action="store_true")
     ap.add_argument("--muon", action="store_true", help="Muon on the hidden FC weights")
@@ -265,7 +284,8 @@ def main(argv=None) -> dict:
     model = build(True, args.conv_scheme, fc_per_channel=args.fc_per_channel)
     model.load_state_dict(twin.state_dict(), strict=False)  # same names; quantizer buffers stay
     qat_log = fit(model, images, labels, args.qat_epochs, args.qat_lr, args.seed + 1,
-                  recipe, teacher=None if args.no_distill else twin, test=test, desc="qat", ema=args.ema)
+                  recipe, teacher=None if args.no_distill else twin, test=test, desc="qat", ema=args.ema,
+                  freeze=(args.freeze_fc1, model[9]) if args.freeze_fc1 else None)
     checkpoint = {"twin": twin.state_dict(), "qat": copy_module.deepcopy(model.state_dict())}
     torch.save(checkpoint, args.out / "model.pt")
     unrefined_acc, refine_log = None, []
