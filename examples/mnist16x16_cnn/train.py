@@ -77,6 +77,17 @@ def build(quantized: bool, conv_scheme: str = "int4", fc_schemes=FC_SCHEMES,
     return nn.Sequential(*layers)
 
 
+class Ensemble(nn.Module):
+    """The mean logits of several models: a distillation teacher stronger than any one twin."""
+
+    def __init__(self, models):
+        super().__init__()
+        self.models = nn.ModuleList(models)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.models]).mean(dim=0)
+
+
 def he_init(model: nn.Module) -> None:
     """He (Kaiming) normal weights and zero biases: torch's default init shrinks the signal
     about 2.4x per layer, ~200x over these six layers, and the twin then learns slowly."""
@@ -231,6 +242,8 @@ def main(argv=None) -> dict:
                     help="before QAT, rescale fc1's rows (and fc2's columns) so each row's best scale is one power of two")
     ap.add_argument("--freeze-fc1", type=int, default=0, metavar="N",
                     help="fix fc1's 2-bit weights for the last N QAT epochs; the other layers adapt to them")
+    ap.add_argument("--teachers", type=Path, nargs="+", default=[], metavar="MODEL_PT",
+                    help="more fp32 twins (model.pt of other runs): QAT distils from the mean logits of all")
     ap.add_argument("--init", choices=("he", "torch"), default="he", help="the fp32 twin's initial weights")
     ap.add_argument("--no-distill", action="store_true")
     ap.add_argument("--muon", action="store_true", help="Muon on the hidden FC weights")
@@ -281,10 +294,17 @@ def main(argv=None) -> dict:
     twin.eval()
     fp32_acc = accuracy(twin, x_test, y_test)
     print("fp32 accuracy", fp32_acc, flush=True)
+    teacher = twin
+    if args.teachers:
+        others = [build(False) for _ in args.teachers]
+        for other, pt in zip(others, args.teachers):
+            other.load_state_dict(torch.load(pt)["twin"])
+        teacher = Ensemble([twin, *others]).eval()
+        print("teacher accuracy", accuracy(teacher, x_test, y_test), flush=True)
     model = build(True, args.conv_scheme, fc_per_channel=args.fc_per_channel)
     model.load_state_dict(twin.state_dict(), strict=False)  # same names; quantizer buffers stay
     qat_log = fit(model, images, labels, args.qat_epochs, args.qat_lr, args.seed + 1,
-                  recipe, teacher=None if args.no_distill else twin, test=test, desc="qat", ema=args.ema,
+                  recipe, teacher=None if args.no_distill else teacher, test=test, desc="qat", ema=args.ema,
                   freeze=(args.freeze_fc1, model[9]) if args.freeze_fc1 else None)
     checkpoint = {"twin": twin.state_dict(), "qat": copy_module.deepcopy(model.state_dict())}
     torch.save(checkpoint, args.out / "model.pt")
@@ -299,7 +319,8 @@ def main(argv=None) -> dict:
     ort_logits, ort_classes = ort_predict(path, x_test)
     results = {
         "command": "python examples/mnist16x16_cnn/train.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "out"},
+        "args": {k: [str(p) for p in v] if k == "teachers" else str(v) if isinstance(v, Path) else v
+                 for k, v in vars(args).items() if k != "out"},
         "threads": torch.get_num_threads(),
         "conv_weight_bytes": conv_weight_bytes(model), "fc_weight_bytes": weight_bytes(model),
         "fp32_accuracy": fp32_acc, "unrefined_accuracy": unrefined_acc,
