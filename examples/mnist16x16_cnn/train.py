@@ -138,8 +138,19 @@ def freeze_weights(layer: QLinear) -> None:
     layer.weight.requires_grad_(False)
 
 
+def fix_scales(model: nn.Module) -> None:
+    """Stop every scale from moving: the activation quantizers stop calibrating (their
+    running maxima stay) and the weight exponents are pinned at their current values."""
+    for m in model.modules():
+        if isinstance(m, ActQuant):
+            m.momentum = 0.0
+        elif isinstance(m, (QLinear, QConv2d)):
+            m.pin_weight_exponent()
+
+
 def fit(model, images, labels, epochs, lr, seed, recipe=Recipe(), teacher=None, test=None,
-        desc="train", ema: float = 0.0, freeze: tuple[int, nn.Module] | None = None) -> list[dict]:
+        desc="train", ema: float = 0.0, freeze: tuple[int, nn.Module] | None = None,
+        fixed_scales: int = 0) -> list[dict]:
     """AdamW (or Muon on the 2-D hidden weights), one-epoch warmup then cosine; fresh augmentation
     every epoch; with a teacher, 0.7 KL(T=3) to its soft outputs + 0.3 cross-entropy.
 
@@ -151,7 +162,10 @@ def fit(model, images, labels, epochs, lr, seed, recipe=Recipe(), teacher=None, 
 
     With `freeze` = (n, layer), the layer's weights are fixed at their integers for the last n
     epochs (`freeze_weights`) and the other layers adapt to them: a 2-bit layer's weights
-    keep flipping between levels to the very end, even as the learning rate runs out."""
+    keep flipping between levels to the very end, even as the learning rate runs out.
+    With `fixed_scales` = n, every scale is fixed for the last n epochs (`fix_scales`): an
+    activation range near a rounding boundary otherwise flips its power of two, and the whole
+    layer's grid with it, however small the learning rate."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     params = dict(model.named_parameters())
@@ -175,6 +189,8 @@ def fit(model, images, labels, epochs, lr, seed, recipe=Recipe(), teacher=None, 
         return copy
 
     for epoch in range(epochs):
+        if fixed_scales and epoch == epochs - fixed_scales:
+            fix_scales(model)
         if freeze is not None and epoch == epochs - freeze[0]:
             freeze_weights(freeze[1])
         x_all = epoch_images(rng, images, recipe)
@@ -242,6 +258,8 @@ def main(argv=None) -> dict:
                     help="before QAT, rescale fc1's rows (and fc2's columns) so each row's best scale is one power of two")
     ap.add_argument("--freeze-fc1", type=int, default=0, metavar="N",
                     help="fix fc1's 2-bit weights for the last N QAT epochs; the other layers adapt to them")
+    ap.add_argument("--fix-scales", type=int, default=0, metavar="N",
+                    help="fix every activation range and weight exponent for the last N QAT epochs")
     ap.add_argument("--teachers", type=Path, nargs="+", default=[], metavar="MODEL_PT",
                     help="more fp32 twins (model.pt of other runs): QAT distils from the mean logits of all")
     ap.add_argument("--init", choices=("he", "torch"), default="he", help="the fp32 twin's initial weights")
@@ -305,7 +323,7 @@ def main(argv=None) -> dict:
     model.load_state_dict(twin.state_dict(), strict=False)  # same names; quantizer buffers stay
     qat_log = fit(model, images, labels, args.qat_epochs, args.qat_lr, args.seed + 1,
                   recipe, teacher=None if args.no_distill else teacher, test=test, desc="qat", ema=args.ema,
-                  freeze=(args.freeze_fc1, model[9]) if args.freeze_fc1 else None)
+                  freeze=(args.freeze_fc1, model[9]) if args.freeze_fc1 else None, fixed_scales=args.fix_scales)
     checkpoint = {"twin": twin.state_dict(), "qat": copy_module.deepcopy(model.state_dict())}
     torch.save(checkpoint, args.out / "model.pt")
     unrefined_acc, refine_log = None, []
