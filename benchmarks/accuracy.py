@@ -12,7 +12,6 @@ set (results.json next to the model).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import time
 from pathlib import Path
@@ -39,28 +38,17 @@ def packed_weight_bytes(model: onnx.ModelProto) -> int | None:
 
 
 def torch_classes(path: Path, x: np.ndarray):
-    """Classes from the saved torch model, or None without torch or model.pt.
-
-    A model.pt written by `tinycc_nn.qat.experiment` rebuilds itself; any other one is
-    rebuilt by the `load_model(pt)` of the example's own train.py beside it (the CNN's)."""
+    """Classes from the saved torch model (`tinycc_nn.qat.experiment.load_saved`), or None
+    without torch or model.pt."""
     pt = path.with_name("model.pt")
     try:
-        import torch
-
         from tinycc_nn.qat import torch_predict
-        from tinycc_nn.qat.experiment import load
+        from tinycc_nn.qat.experiment import load_saved
     except ImportError:
         return None
     if not pt.exists():
         return None
-    if "experiment" in torch.load(pt, weights_only=True):
-        model, _ = load(pt)
-    else:
-        spec = importlib.util.spec_from_file_location(f"{path.parent.name}_train", path.with_name("train.py"))
-        script = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(script)
-        model = script.load_model(pt)
-    return torch_predict(model, x)[1]
+    return torch_predict(load_saved(pt), x)[1]
 
 
 # the compiled programs measured: the reference backend, and the MCU C built for the host

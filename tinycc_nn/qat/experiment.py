@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import json
 import time
 from pathlib import Path
@@ -133,6 +134,20 @@ def load(pt_path) -> tuple[torch.nn.Sequential, Experiment]:
     model = exp.build()
     model.load_state_dict(saved["state_dict"])
     return model.eval(), exp
+
+
+def load_saved(pt_path) -> torch.nn.Module:
+    """The torch model (eval mode) of an example's model.pt: one an Experiment wrote rebuilds
+    itself (`load`); any other is rebuilt by the `load_model(pt)` of the train.py beside it,
+    the script that wrote it (the CNN example's)."""
+    pt_path = Path(pt_path)
+    if "experiment" in torch.load(pt_path, weights_only=True):
+        return load(pt_path)[0]
+    script_path = pt_path.with_name("train.py")
+    spec = importlib.util.spec_from_file_location(f"{pt_path.parent.name}_train", script_path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script.load_model(pt_path)
 
 
 def _uint(bits: int) -> str:
