@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tinycc_nn.qat.quantizers import quantize_levels
+from tinycc_nn.qat.quantizers import squared_error
 from tinycc_nn.qat.schemes import WeightScheme
 
 SCALE_STEPS = 64  # candidate continuous scales per octave in `row_scales`
@@ -35,7 +35,7 @@ def row_scales(w: torch.Tensor, scheme: WeightScheme, octaves: int = 12) -> torc
     best = torch.empty_like(top)
     for j, row in enumerate(w):  # [candidates, in] per row keeps memory at one row's worth
         s = torch.exp2(top[j] - steps)[:, None]
-        errors = ((quantize_levels(row[None] / s, scheme.levels) * s - row[None]) ** 2).sum(dim=1)
+        errors = squared_error(row[None], s, scheme.levels)
         best[j] = s[int(torch.argmin(errors)), 0]
     return best
 

@@ -35,6 +35,12 @@ def quantize_levels(x: torch.Tensor, levels: tuple[int, ...]) -> torch.Tensor:
     return table[torch.bucketize(x, mids)]
 
 
+def squared_error(w: torch.Tensor, s: torch.Tensor, levels: tuple[int, ...]) -> torch.Tensor:
+    """Sum over the last axis of (w snapped to levels * s - w)**2, for every scale s
+    broadcast against w (e.g. s [k, 1] against w [1, n]: one error per candidate scale)."""
+    return ((quantize_levels(w / s, levels) * s - w) ** 2).sum(dim=-1)
+
+
 def weight_exponent(w: torch.Tensor, scheme: WeightScheme, mode: str = "mse") -> int:
     """The power-of-two weight scale exponent e for tensor `w` (scale = 2**e).
 
@@ -54,7 +60,7 @@ def weight_exponent(w: torch.Tensor, scheme: WeightScheme, mode: str = "mse") ->
     exponents = torch.arange(top, top - SCALE_SEARCH - 1, -1, dtype=w.dtype)
     s = torch.exp2(exponents)[:, None]
     flat = w.reshape(1, -1)
-    errors = ((quantize_levels(flat / s, scheme.levels) * s - flat) ** 2).sum(dim=1)
+    errors = squared_error(flat, s, scheme.levels)
     return int(exponents[int(torch.argmin(errors))])  # first minimum: the larger scale
 
 
@@ -69,7 +75,7 @@ def channel_exponents(w: torch.Tensor, scheme: WeightScheme, mode: str = "mse") 
         raise ValueError(f"weight scale mode {mode!r}: choose 'mse' or 'max'")
     exponents = top[None, :] - torch.arange(SCALE_SEARCH + 1, dtype=w.dtype)[:, None]  # [k, out]
     s = torch.exp2(exponents)[:, :, None]
-    errors = ((quantize_levels(w[None] / s, scheme.levels) * s - w[None]) ** 2).sum(dim=2)
+    errors = squared_error(w[None], s, scheme.levels)
     return exponents.gather(0, errors.argmin(dim=0, keepdim=True))[0]  # first minimum: larger scale
 
 
