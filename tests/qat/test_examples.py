@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
+from onnx_cases import ort_outputs
 
 torch = pytest.importorskip("torch")
 from tinycc_nn.datasets import mnist, view_of  # noqa: E402
@@ -33,10 +33,7 @@ def test_saved_model_matches_the_onnx_bit_for_bit(name):
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[1:]]
     size, crop = view_of(model)
     x = mnist(size, "test", crop)[0][:IMAGES].reshape([-1, *dims])
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
-    ort_logits, ort_classes = session.run(["logits", "class"], {"input": x})
+    ort_logits, ort_classes = ort_outputs(model, x)  # the outputs in order: logits, class
     logits, classes = torch_predict(load_saved(folder / "model.pt"), x)
     np.testing.assert_array_equal(classes, ort_classes.reshape(-1))
     np.testing.assert_array_equal(logits.view(np.int32), ort_logits.view(np.int32))

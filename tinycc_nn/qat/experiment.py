@@ -129,7 +129,10 @@ def run(exp: Experiment, out_dir=None, progress: bool = True) -> dict:
 
 def load(pt_path) -> tuple[torch.nn.Sequential, Experiment]:
     """Rebuild a saved model (eval mode) and its Experiment from model.pt."""
-    saved = torch.load(pt_path, weights_only=True)
+    return _rebuild(torch.load(pt_path, weights_only=True))
+
+
+def _rebuild(saved: dict) -> tuple[torch.nn.Sequential, Experiment]:
     exp = Experiment(**saved["experiment"])
     model = exp.build()
     model.load_state_dict(saved["state_dict"])
@@ -141,8 +144,9 @@ def load_saved(pt_path) -> torch.nn.Module:
     itself (`load`); any other is rebuilt by the `load_model(pt)` of the train.py beside it,
     the script that wrote it (the CNN example's)."""
     pt_path = Path(pt_path)
-    if "experiment" in torch.load(pt_path, weights_only=True):
-        return load(pt_path)[0]
+    saved = torch.load(pt_path, weights_only=True)
+    if "experiment" in saved:
+        return _rebuild(saved)[0]
     script_path = pt_path.with_name("train.py")
     spec = importlib.util.spec_from_file_location(f"{pt_path.parent.name}_train", script_path)
     script = importlib.util.module_from_spec(spec)
