@@ -22,8 +22,11 @@ import argparse
 import copy as copy_module
 import json
 import math
+import multiprocessing
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -228,6 +231,27 @@ def fit(model, images, labels, epochs, lr, seed, recipe=Recipe(), teacher=None, 
     return log
 
 
+def train_twin(seed: int, args, recipe: Recipe, images=None, labels=None, test=None):
+    """The fp32 twin of `seed` and its log: what `train.py --seed SEED` trains first, and
+    reproducibly the same (the seed is set before the first initialisation).  Without data it
+    loads its own, as it does in a process of its own (`--teacher-seeds`)."""
+    if images is None:
+        torch.set_num_threads(args.threads)
+        images, labels = training_images(args.subset)
+    torch.manual_seed(seed)
+    twin = build(False)
+    if args.init == "he":
+        he_init(twin)
+    log = fit(twin, images, labels, args.float_epochs, args.lr, seed, recipe, test=test,
+              desc="fp32" if seed == args.seed else f"fp32 seed {seed}", ema=args.ema)
+    return twin.eval(), log
+
+
+def training_images(subset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = mnist_images("train")
+    return (images[:subset], labels[:subset]) if subset else (images, labels)
+
+
 def load_model(pt: Path) -> nn.Sequential:
     """The trained QAT model (eval mode) from a model.pt this script wrote, built with the
     options recorded in the results.json beside it."""
@@ -262,11 +286,16 @@ def main(argv=None) -> dict:
                     help="fix every activation range and weight exponent for the last N QAT epochs")
     ap.add_argument("--teachers", type=Path, nargs="+", default=[], metavar="MODEL_PT",
                     help="more fp32 twins (model.pt of other runs): QAT distils from the mean logits of all")
+    ap.add_argument("--teacher-seeds", type=int, nargs="+", default=[], metavar="SEED",
+                    help="also train the fp32 twins of these seeds, each in its own process beside this one's "
+                         "(one core each), and distil QAT from the mean logits of all twins")
     ap.add_argument("--init", choices=("he", "torch"), default="he", help="the fp32 twin's initial weights")
     ap.add_argument("--no-distill", action="store_true")
     ap.add_argument("--muon", action="store_true", help="Muon on the hidden FC weights")
     ap.add_argument("--ema", type=float, default=0.0,
                     help="each phase ends with the moving average of its weights, this decay per step (0: off)")
+    ap.add_argument("--qat-ema", type=float, default=None, metavar="DECAY",
+                    help="the moving average for the QAT phase only (default: --ema)")
     ap.add_argument("--batch-size", type=int, default=Recipe.batch_size)
     ap.add_argument("--rotate", type=float, default=Recipe.rotate, help="augmentation: +- degrees")
     ap.add_argument("--shift", type=float, default=Recipe.shift, help="augmentation: +- pixels at 28x28")
@@ -287,44 +316,47 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.time()
-    images, labels = mnist_images("train")
-    if args.subset:
-        images, labels = images[:args.subset], labels[:args.subset]
+    images, labels = training_images(args.subset)
     x_test, y_test = mnist(16, "test")
     x_test = x_test.reshape(-1, 1, 16, 16)
     test = (x_test, y_test) if args.eval_every_epoch else None
-    torch.manual_seed(args.seed)  # before the first initialisation: the twin is reproducible
-    twin = build(False)
-    if args.init == "he":
-        he_init(twin)
     recipe = Recipe(args.batch_size, args.rotate, args.shift, args.zoom, args.clean, args.weight_decay,
                     args.label_smoothing, args.muon)
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.twin:
-        twin.load_state_dict(torch.load(args.twin)["twin"])
-        fp32_log = []
-    else:
-        fp32_log = fit(twin, images, labels, args.float_epochs, args.lr, args.seed, recipe, test=test, desc="fp32",
-                       ema=args.ema)
-        torch.save({"twin": twin.state_dict()}, args.out / "model.pt")  # QAT runs can start from it (--twin)
+    with ProcessPoolExecutor(len(args.teacher_seeds), mp_context=multiprocessing.get_context("spawn")) \
+            if args.teacher_seeds else nullcontext() as pool:
+        # the other twins train in their own processes while this one trains its own
+        jobs = [pool.submit(train_twin, seed, args, recipe) for seed in args.teacher_seeds]
+        if args.twin:
+            twin = build(False)
+            twin.load_state_dict(torch.load(args.twin)["twin"])
+            fp32_log = []
+        else:
+            twin, fp32_log = train_twin(args.seed, args, recipe, images, labels, test)
+            torch.save({"twin": twin.state_dict()}, args.out / "model.pt")  # QAT runs can start from it (--twin)
+        seed_twins = [job.result() for job in jobs]
     if args.equalize:  # the same float function; its 2-bit fc1 quantizes better
         equalize_rows(twin[9], twin[11], get_scheme(FC_SCHEMES[0]), per_row=args.fc_per_channel)
     twin.eval()
     fp32_acc = accuracy(twin, x_test, y_test)
     print("fp32 accuracy", fp32_acc, flush=True)
-    teacher = twin
-    if args.teachers:
-        others = [build(False) for _ in args.teachers]
-        for other, pt in zip(others, args.teachers):
-            other.load_state_dict(torch.load(pt)["twin"])
+    teacher, teacher_acc = twin, None
+    others = [other for other, _ in seed_twins]
+    for pt in args.teachers:
+        others.append(build(False))
+        others[-1].load_state_dict(torch.load(pt)["twin"])
+    if others:
         teacher = Ensemble([twin, *others]).eval()
-        print("teacher accuracy", accuracy(teacher, x_test, y_test), flush=True)
+        teacher_acc = accuracy(teacher, x_test, y_test)
+        print("teacher accuracy", teacher_acc, flush=True)
     model = build(True, args.conv_scheme, fc_per_channel=args.fc_per_channel)
     model.load_state_dict(twin.state_dict(), strict=False)  # same names; quantizer buffers stay
     qat_log = fit(model, images, labels, args.qat_epochs, args.qat_lr, args.seed + 1,
-                  recipe, teacher=None if args.no_distill else teacher, test=test, desc="qat", ema=args.ema,
+                  recipe, teacher=None if args.no_distill else teacher, test=test, desc="qat",
+                  ema=args.ema if args.qat_ema is None else args.qat_ema,
                   freeze=(args.freeze_fc1, model[9]) if args.freeze_fc1 else None, fixed_scales=args.fix_scales)
-    checkpoint = {"twin": twin.state_dict(), "qat": copy_module.deepcopy(model.state_dict())}
+    checkpoint = {"twin": twin.state_dict(), "qat": copy_module.deepcopy(model.state_dict()),
+                  **({"teacher_twins": [o.state_dict() for o in others]} if others else {})}
     torch.save(checkpoint, args.out / "model.pt")
     unrefined_acc, refine_log = None, []
     if args.refine_passes:
@@ -340,7 +372,10 @@ def main(argv=None) -> dict:
         "args": {k: v for k, v in vars(args).items() if k != "out"},  # Paths: written as str
         "threads": torch.get_num_threads(),
         "conv_weight_bytes": conv_weight_bytes(model), "fc_weight_bytes": weight_bytes(model),
-        "fp32_accuracy": fp32_acc, "unrefined_accuracy": unrefined_acc,
+        "fp32_accuracy": fp32_acc, "teacher_accuracy": teacher_acc,
+        "teacher_twins": [{"seed": seed, "fp32_accuracy": accuracy(other, x_test, y_test), "fp32_log": log}
+                          for seed, (other, log) in zip(args.teacher_seeds, seed_twins)],
+        "unrefined_accuracy": unrefined_acc,
         "qat_accuracy": float((classes == y_test).mean()),
         "ort_accuracy": float((ort_classes == y_test).mean()),
         "class_agreement": int((ort_classes == classes).sum()),

@@ -5,6 +5,9 @@ were committed without its model.pt (or the other way round) that column would s
 describe another network.  Here both run on the same test images and must agree bit for bit.
 """
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,3 +40,26 @@ def test_saved_model_matches_the_onnx_bit_for_bit(name):
     logits, classes = torch_predict(load_saved(folder / "model.pt"), x)
     np.testing.assert_array_equal(classes, ort_classes.reshape(-1))
     np.testing.assert_array_equal(logits.view(np.int32), ort_logits.view(np.int32))
+
+
+
+def _train_cnn(out: Path, *args: str) -> dict:
+    """Run the CNN example's train.py as its users do (its other processes import it as __main__)."""
+    script = EXAMPLES / "mnist16x16_cnn" / "train.py"
+    short = ["--subset", "256", "--float-epochs", "1", "--qat-epochs", "1", "--muon"]
+    subprocess.run([sys.executable, str(script), *short, *args, "--out", str(out)], check=True,
+                   capture_output=True)
+    return json.loads((out / "results.json").read_text())
+
+
+def test_cnn_teacher_seeds_train_the_twins_their_own_runs_train(tmp_path):
+    """`--teacher-seeds 4` trains seed 4's twin in another process; it must be the twin
+    `train.py --seed 4` trains, or the one-command recipe would not be the runs it names."""
+    both = _train_cnn(tmp_path / "both", "--seed", "3", "--teacher-seeds", "4")
+    alone = _train_cnn(tmp_path / "alone", "--seed", "4")
+    teacher = torch.load(tmp_path / "both" / "model.pt")["teacher_twins"][0]
+    twin = torch.load(tmp_path / "alone" / "model.pt")["twin"]
+    assert teacher.keys() == twin.keys()
+    assert all(torch.equal(teacher[k], twin[k]) for k in twin)
+    assert [e["loss"] for e in both["teacher_twins"][0]["fp32_log"]] == [e["loss"] for e in alone["fp32_log"]]
+    assert both["teacher_accuracy"] is not None and alone["teacher_accuracy"] is None
