@@ -310,6 +310,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--subset", type=int, default=0, help="train on the first N images (exploration)")
     ap.add_argument("--eval-every-epoch", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--qat-seed", type=int, default=None,
+                    help="the seed of the QAT phase's draws (default: seed + 1)")
     # one thread: on a busy 2-core machine two threads ran 7x slower (they wait for each other)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=HERE)
@@ -351,7 +353,8 @@ def main(argv=None) -> dict:
         print("teacher accuracy", teacher_acc, flush=True)
     model = build(True, args.conv_scheme, fc_per_channel=args.fc_per_channel)
     model.load_state_dict(twin.state_dict(), strict=False)  # same names; quantizer buffers stay
-    qat_log = fit(model, images, labels, args.qat_epochs, args.qat_lr, args.seed + 1,
+    qat_seed = args.seed + 1 if args.qat_seed is None else args.qat_seed
+    qat_log = fit(model, images, labels, args.qat_epochs, args.qat_lr, qat_seed,
                   recipe, teacher=None if args.no_distill else teacher, test=test, desc="qat",
                   ema=args.ema if args.qat_ema is None else args.qat_ema,
                   freeze=(args.freeze_fc1, model[9]) if args.freeze_fc1 else None, fixed_scales=args.fix_scales)
