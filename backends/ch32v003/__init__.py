@@ -131,9 +131,10 @@ class Ch32v003Backend(Backend):
             # the reserve keeps the stack measured later (140-180 B for CNNs) from overflowing
             cm = generate(graph, **settings, prepack=False)
             note = "convolutions repack their input for every output channel (RAM)"
-        if firmware.static_ram(cm, in_bytes, out_bytes) > ram:
+        if firmware.static_ram(cm, in_bytes, out_bytes) + STACK_RESERVE > ram:
             # the lookup tables take 512 bytes of RAM; the bit-serial kernel takes none
-            # (if it does not fit either, DoesNotFit gives its smaller needs)
+            # (if it does not fit either, DoesNotFit gives its smaller needs); tables that
+            # leave the stack less than the reserve would overrun .bss when measured
             cm = generate(graph, **settings, tables=False, prepack=False)
             note = "bit-serial kernels: the 512-byte lookup tables do not fit in RAM"
         firmware.check_static(cm, in_bytes, out_bytes, self.part)

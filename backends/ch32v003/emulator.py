@@ -272,8 +272,11 @@ class Ch32v003Emulator:
         uc.context_restore(self._registers)
         fault = self._execute(self._symbols["main"][0], self._symbols["_halt"][0])
         high_water, overflow = self._stack_high_water()
-        if fault is None and overflow:
-            fault = f"stack overflow: the stack grew into .bss (below 0x{self._stack_floor():08x})"
+        if overflow:
+            # a stack that reached .bss overwrote data (return addresses, pointers): a fault
+            # after that, e.g. a jump to a garbage address, is its consequence
+            fault = (f"stack overflow: the stack grew into .bss (below 0x{self._stack_floor():08x})"
+                     + (f", then {fault}" if fault else ""))
         address, size = self._symbols["nn_harness_output"]
         return RunResult(
             result=int.from_bytes(uc.mem_read(self._symbols["nn_harness_result"][0], 4),

@@ -147,9 +147,17 @@ def measure(elf: Path, input_range: tuple, part: Part = CH32V003) -> dict:
     stack = int(runs.stack_high_water.max())
     ram = whole.ram_bytes + stack
     faults = [f for f in runs.faults if f]
-    if faults and any("stack overflow" in f for f in faults) or ram > part.ram:
-        raise does_not_fit(whole.flash_bytes, ram, symbol_sizes(obj) + [(stack, "stack", "ram")],
-                           part=part)
+    sizes = symbol_sizes(obj) + [(stack, "stack", "ram")]
+    if any("stack overflow" in f for f in faults):
+        # the stack filled all the RAM left and went on into .bss: its depth is not known,
+        # so the consumers named are the static ones (the firmware's, harness buffers too)
+        sizes = [s for s in symbol_sizes(elf) if s[2] == "ram"] + [s for s in sizes if s[2] == "flash"]
+        raise DoesNotFit(
+            f"the model needs {whole.flash_bytes} bytes of flash ({part.flash} available) and more than "
+            f"{part.ram} bytes of RAM: {whole.ram_bytes} static, and the stack overran the "
+            f"{part.ram - whole.ram_bytes} bytes left; biggest: {_consumers(sizes)}")
+    if ram > part.ram:
+        raise does_not_fit(whole.flash_bytes, ram, sizes, part=part)
     if faults:
         raise TinyccError(f"ch32v003: the firmware faulted in the emulator: {faults[0]}")
     return {

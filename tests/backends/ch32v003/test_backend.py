@@ -325,6 +325,17 @@ def test_too_big_for_ram_raises_does_not_fit():
 
 
 @needs_cross
+def test_a_stack_that_overruns_the_ram_left_raises_does_not_fit_with_the_static_figure():
+    # the buffers fit and leave a few bytes: the measured stack runs into .bss, where it
+    # overwrites data; a fault after that is its consequence, not a crash to report
+    rng = np.random.default_rng(17)
+    m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (2024, 4), "binary"), out_exp=2)], 2024)
+    with pytest.raises(DoesNotFit, match=r"more than 2048 bytes of RAM: 2032 static, and the stack "
+                                         r"overran the 16 bytes left; biggest: nn_harness_input 2024 B \(ram\)"):
+        tinycc_nn.compile(qdq.build(m), "ch32v003")
+
+
+@needs_cross
 def test_without_room_for_tables_the_bit_serial_kernel_is_used():
     rng = np.random.default_rng(23)
     m = qdq.Model([qdq.Layer(qdq.random_weights(rng, (1700, 6), "ternary"), out_exp=1),
