@@ -53,16 +53,19 @@ def _round4(n: int) -> int:
 
 def _outputs(graph: ir.Graph):
     """(value written to `output` or None, argmax node or None), checked against the contract."""
-    vectors, classes = [], []
+    vectors, classes, names = [], [], {}
     for o in graph.outputs():
         src = graph.operands(o)[0]
         (classes if graph.op(src) == "argmax" else vectors).append(src)
+        names.setdefault(src, graph.attrs(o).get("name", o))
     if len(set(vectors)) > 1:
-        raise TinyccError("the ch32v003 target returns one output vector (plus an argmax class); "
-                          f"this graph has {len(set(vectors))}: {', '.join('%' + v for v in dict.fromkeys(vectors))}")
+        raise TinyccError("the ch32v003/ch32v002 C returns one output vector (plus an argmax class); "
+                          f"this graph has {len(set(vectors))}: {', '.join(names[v] for v in dict.fromkeys(vectors))}"
+                          " (keep one output, or the argmax of one)")
     if len(set(classes)) > 1:
-        raise TinyccError("the ch32v003 target returns one argmax class; this graph has "
-                          f"{len(set(classes))}")
+        raise TinyccError("the ch32v003/ch32v002 C returns one argmax class; this graph has "
+                          f"{len(set(classes))}: {', '.join(names[c] for c in dict.fromkeys(classes))}"
+                          " (keep one argmax output)")
     return (vectors[0] if vectors else None), (classes[0] if classes else None)
 
 
