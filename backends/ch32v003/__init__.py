@@ -28,6 +28,18 @@ from .csource import SIZEOF
 
 
 STACK_RESERVE = 256      # bytes of RAM kept for the stack when choosing the faster, bigger layout
+# (generate() options, report note): each layout needs less RAM than the one before
+_LAYOUTS = [
+    ({}, None),
+    # a conv whose sums need 32 bits packs its input in the map's own type, not in words
+    ({"narrow": True}, "convolutions with 32-bit sums pack their input in its own type (RAM)"),
+    # a conv packs its input one group at a time instead of all channels at once: the
+    # packed input no longer lives through the whole channel loop
+    ({"narrow": True, "prepack": False}, "convolutions repack their input for every output channel (RAM)"),
+    # the dense layers' lookup tables take 512 bytes of RAM; the bit-serial kernel none
+    ({"narrow": True, "prepack": False, "tables": False},
+     "bit-serial kernels: the 512-byte lookup tables do not fit in RAM"),
+]
 
 
 class _Outputs:
@@ -121,22 +133,15 @@ class Ch32v003Backend(Backend):
         settings = dict(unroll=2 if opt == "speed" else 1, zero_skip=opt == "speed")
         settings["multiply"] = self.has_multiply
         ram = self.part.ram
-        cm = generate(graph, **settings)
-        in_bytes = graph.type(graph.inputs()[0]).size * SIZEOF[cm.input_ctype]
-        out_bytes = cm.output_size * SIZEOF[cm.output_ctype]
-        note = None
-        if firmware.static_ram(cm, in_bytes, out_bytes) + STACK_RESERVE > ram:
-            # a conv may pack its input one group at a time instead of all channels at once
-            # (slower, but the packed input no longer lives through the whole channel loop);
-            # the reserve keeps the stack measured later (140-180 B for CNNs) from overflowing
-            cm = generate(graph, **settings, prepack=False)
-            note = "convolutions repack their input for every output channel (RAM)"
-        if firmware.static_ram(cm, in_bytes, out_bytes) + STACK_RESERVE > ram:
-            # the lookup tables take 512 bytes of RAM; the bit-serial kernel takes none
-            # (if it does not fit either, DoesNotFit gives its smaller needs); tables that
-            # leave the stack less than the reserve would overrun .bss when measured
-            cm = generate(graph, **settings, tables=False, prepack=False)
-            note = "bit-serial kernels: the 512-byte lookup tables do not fit in RAM"
+        # The fastest layout first, then ones that trade cycles for RAM, until the static
+        # RAM leaves the stack its reserve (the stack measured later is 140-180 B for
+        # CNNs; less would overrun .bss); if none does, DoesNotFit gives the last one's needs.
+        for extra, note in _LAYOUTS:
+            cm = generate(graph, **settings, **extra)
+            in_bytes = graph.type(graph.inputs()[0]).size * SIZEOF[cm.input_ctype]
+            out_bytes = cm.output_size * SIZEOF[cm.output_ctype]
+            if firmware.static_ram(cm, in_bytes, out_bytes) + STACK_RESERVE <= ram:
+                break
         firmware.check_static(cm, in_bytes, out_bytes, self.part)
         files = {"model.c": cm.model_c, "model.h": cm.model_h}
         report = {"rom_used": None, "ram_used": None, "cycles_per_inference": None,

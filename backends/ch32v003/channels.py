@@ -27,7 +27,8 @@ class ChannelOp:
     group_out: int = 1         # output channels per group
     pack: str | None = None    # conv: nn_pack_<node>(x, p, ci0, count) into `packed`
     packed: str | None = None  # C pointer of the packed buffer
-    packed_plane: int = 0      # words of one packed input channel
+    packed_t: str = "nn_u32a"  # C element type of the packed buffer
+    packed_plane: int = 0      # elements of one packed input channel
     prepack: bool = False      # pack every input channel once, before the channel loop
     in_channels: int = 0
 
@@ -49,7 +50,7 @@ def _head_lines(op: ChannelOp, x: str, moving: bool) -> tuple:
         decl = [f"{op.pack}({x}, {op.packed}, 0, {op.in_channels});"]
         if whole_group:
             return decl, op.packed, []
-        decl += [f"const nn_u32a *p_{cn} = {op.packed};", f"int k_{cn} = 0;"]
+        decl += [f"const {op.packed_t} *p_{cn} = {op.packed};", f"int k_{cn} = 0;"]
         step = [f"if (++k_{cn} == {op.group_out}) {{\n    k_{cn} = 0;\n"
                 f"    p_{cn} += {op.group_in * op.packed_plane};\n}}"]
         return decl, f"p_{cn}", step

@@ -87,7 +87,8 @@ def _check_ops(graph: ir.Graph) -> str:
     return inputs[0]
 
 
-def _arena(graph: ir.Graph, ctype: dict, direct: str | None, tables: bool, prepack: bool):
+def _arena(graph: ir.Graph, ctype: dict, direct: str | None, tables: bool, prepack: bool,
+           narrow: bool):
     """Offsets of every arena buffer ((node, 'value'|'tab'|'acc'|'packed') -> offset) and the
     peak.  Lifetimes follow ir/schedule.py: a channel loop's inner values are one plane."""
     order = graph.order()
@@ -110,7 +111,7 @@ def _arena(graph: ir.Graph, ctype: dict, direct: str | None, tables: bool, prepa
         if op == "qconv":
             # a prepacked input lives through the node's whole channel loop
             intervals[(n, "packed")] = (pos[n], loop_end.get(n, pos[n]) if prepack else pos[n],
-                                        conv_scratch(graph, n, prepack))
+                                        conv_scratch(graph, n, ctype[graph.operands(n)[0]], prepack, narrow))
     keyed = {f"{n}\0{what}": v for (n, what), v in intervals.items()}
     offsets, peak = plan(keyed)
     # first fit can strand a long-lived map above short-lived planes (the dense layers'
@@ -124,14 +125,16 @@ def _arena(graph: ir.Graph, ctype: dict, direct: str | None, tables: bool, prepa
 
 
 def generate(graph: ir.Graph, unroll: int = 2, zero_skip: bool = True, tables: bool = True,
-             prepack: bool = True, multiply: bool = False) -> CModel:
+             prepack: bool = True, multiply: bool = False, narrow: bool = False) -> CModel:
     """model.c and model.h for `graph` (after the common pipeline); `unroll` neurons per
     iteration of the table-lookup loops where it divides the layer width; `zero_skip`
     tests each group of 8 unsigned inputs for all zeros and skips it; `tables=False`
     uses the bit-serial kernel everywhere (slower, but no 512-byte table in RAM);
     `prepack=False` packs a conv's input channels again for every output channel
-    (slower, but RAM for one group's packed channels instead of all of them); `multiply`
-    lets the convolutions use `*` (a core with a multiplier)."""
+    (slower, but RAM for one group's packed channels instead of all of them); `narrow`
+    packs a conv input whose sums need 32 bits in the map's own C type instead of words
+    (a quarter of the RAM for 8-bit maps; byte loads have no 16-bit encoding, so a few
+    percent slower); `multiply` lets the convolutions use `*` (a core with a multiplier)."""
     inp = _check_ops(graph)
     vector, argmax = _outputs(graph)
     ctype = {n: storage_ctype(graph.type(n), f"value %{n}") for n in graph.order()
@@ -143,7 +146,7 @@ def generate(graph: ir.Graph, unroll: int = 2, zero_skip: bool = True, tables: b
         t = graph.type(argmax)
         out_t, out_size = narrow_ctype(t.lo, t.hi), 1
     direct = vector if vector is not None and graph.op(vector) in EMITTERS else None
-    offsets, peak = _arena(graph, ctype, direct, tables, prepack)
+    offsets, peak = _arena(graph, ctype, direct, tables, prepack, narrow)
 
     ptr = {inp: "input"}
     for (n, what), off in offsets.items():
@@ -164,7 +167,7 @@ def generate(graph: ir.Graph, unroll: int = 2, zero_skip: bool = True, tables: b
             chain = chains[name] if name is not None else [n]
             if n != chain[0]:
                 continue
-            cops = [emit_qconv(ctx, m, prepack) if graph.op(m) == "qconv" else MAP_EMITTERS[graph.op(m)](ctx, m)
+            cops = [emit_qconv(ctx, m, prepack, narrow) if graph.op(m) == "qconv" else MAP_EMITTERS[graph.op(m)](ctx, m)
                     for m in chain]
             block = channel_block(cops, ptr[graph.operands(n)[0]], ptr[chain[-1]],
                                   [ptr[m] for m in chain[:-1]])

@@ -7,8 +7,11 @@ x0.  Padding is written into the packed plane (pad_value), so the kernel never t
 bounds.  Sums and constant multiples of such words are the same sums and multiples of
 both halves, so one add computes two multiply-accumulates; each half is read back
 exactly (sign-extend the low 16 bits, then the rest) when the per-channel proven
-range of the convolution fits 16 bits signed.  Otherwise a word holds one pixel
-(`lanes` 1, 32-bit sums): same kernel, half the throughput.
+range of the convolution fits 16 bits signed.  Otherwise a word holds one pixel (`lanes`
+1, 32-bit sums): same kernel, half the throughput; when RAM is short (`narrow`) the
+packed plane holds the pixels in the input map's own C type instead, a byte for 8-bit
+activations: a quarter of the RAM, a few percent slower (lbu has no 16-bit encoding,
+c.lw has).
 
 Kernel.  For a block of B output words in a row, B accumulators stay in registers
 while the taps go by: each tap is a byte (weight value - smallest value) indexing a
@@ -32,7 +35,7 @@ from ... import ir
 from ...errors import TinyccError
 from . import kernels as K
 from .channels import ChannelOp
-from .csource import ARENA_VIEW, c_name, fits, lit
+from .csource import ARENA_VIEW, SIZEOF, c_name, fits, lit
 from .layers import Ctx, _indent, epilogue
 
 MAX_BLOCK = 6          # accumulators in registers (RV32E: 12 allocatable, 6 for pointers and temporaries)
@@ -86,8 +89,13 @@ class ConvGeometry:
         return (self.blocks * self.block - self.wo) * self.sw
 
     @property
-    def plane_words(self) -> int:
+    def plane_words(self) -> int:   # elements of one packed channel (words when lanes == 2)
         return self.rows * self.cols
+
+    def packed_t(self, xt: str, narrow: bool) -> str:
+        """C element type of the packed planes: words (of two pixels, or of one), or with
+        one lane and `narrow` the map's own type."""
+        return ARENA_VIEW[xt] if narrow and self.lanes == 1 else "nn_u32a"
 
     @property
     def split_channels(self) -> bool:
@@ -138,11 +146,16 @@ def geometry(graph: ir.Graph, node: str) -> ConvGeometry:
                         nibbles=len(values) <= 16)
 
 
-def mac_name(g: ConvGeometry) -> str:
+def _elem_tag(pt: str) -> str:
+    return {"nn_u32a": "", "int8_t": "_i8", "uint8_t": "_u8", "nn_i16a": "_i16",
+            "nn_u16a": "_u16", "nn_i32a": "_i32"}[pt]
+
+
+def mac_name(g: ConvGeometry, pt: str = "nn_u32a") -> str:
     vs = g.values
     tag = (f"{vs[0]}_{vs[-1]}" if list(vs) == list(range(vs[0], vs[-1] + 1))
            else f"{len(vs)}v{zlib.crc32(repr(vs).encode()):08x}")
-    return f"nn_cmac_b{g.block}s{g.sw}_{tag}".replace("-", "m")
+    return f"nn_cmac_b{g.block}s{g.sw}_{tag}{_elem_tag(pt)}".replace("-", "m")
 
 
 def mul_acc(acc: str, v: int) -> list:
@@ -157,9 +170,9 @@ def mul_acc(acc: str, v: int) -> list:
     return out
 
 
-def mac_source(g: ConvGeometry) -> str:
+def mac_source(g: ConvGeometry, pt: str = "nn_u32a") -> str:
     """acc[0..B-1] += sum over taps of w * q[i*sw]: one case per weight value; q walks the
-    taps by the deltas of `step`."""
+    taps by the deltas of `step`; q's elements are `pt` (read as 32-bit integers)."""
     b, sw = g.block, g.sw
     cases = []
     for k, v in enumerate(g.values):
@@ -168,7 +181,7 @@ def mac_source(g: ConvGeometry) -> str:
             continue
         lines = []
         for i in range(b):
-            lines.append(" ".join([f"t = q[{i * sw}];"] + mul_acc(f"a{i}", v)))
+            lines.append(" ".join([f"t = (uint32_t)q[{i * sw}];"] + mul_acc(f"a{i}", v)))
         cases.append(f"        case {k}:           /* {v} */\n"
                      + "\n".join("            " + s for s in lines) + "\n            break;")
     accs = ", ".join(f"a{i} = acc[{i}]" for i in range(b))
@@ -176,7 +189,7 @@ def mac_source(g: ConvGeometry) -> str:
     return f"""\
 /* acc[i] += sum over the taps of w * q[{sw} * i], i < {b}; a tap is a weight byte
  * (the index of w in {{{", ".join(map(str, g.values[:6]))}{", ..." if len(g.values) > 6 else ""}}}) and a step of q.  Each case adds a constant multiple, no multiplier. */
-NN_HOT __attribute__((noinline)) static void {mac_name(g)}(const nn_u32a *q, const uint8_t *w,
+NN_HOT __attribute__((noinline)) static void {mac_name(g, pt)}(const {pt} *q, const uint8_t *w,
     const uint8_t *end, const uint16_t *step, nn_u32a *acc)
 {{
     uint32_t {accs};
@@ -195,19 +208,19 @@ NN_HOT __attribute__((noinline)) static void {mac_name(g)}(const nn_u32a *q, con
 """
 
 
-def mul_name(g: ConvGeometry) -> str:
-    return f"nn_cmul_b{g.block}s{g.sw}"
+def mul_name(g: ConvGeometry, pt: str = "nn_u32a") -> str:
+    return f"nn_cmul_b{g.block}s{g.sw}{_elem_tag(pt)}"
 
 
-def mul_source(g: ConvGeometry) -> str:
+def mul_source(g: ConvGeometry, pt: str = "nn_u32a") -> str:
     """The same sums with the hardware multiplier: the weight byte is the weight."""
     b, sw = g.block, g.sw
     accs = ", ".join(f"a{i} = acc[{i}]" for i in range(b))
-    body = "\n".join(f"        a{i} += v * q[{i * sw}];" for i in range(b))
+    body = "\n".join(f"        a{i} += v * (uint32_t)q[{i * sw}];" for i in range(b))
     store = " ".join(f"acc[{i}] = a{i};" for i in range(b))
     return f"""\
 /* acc[i] += sum over the taps of w * q[{sw} * i], i < {b}, with the multiplier (Zmmul). */
-NN_HOT __attribute__((noinline)) static void {mul_name(g)}(const nn_u32a *q, const int8_t *w,
+NN_HOT __attribute__((noinline)) static void {mul_name(g, pt)}(const {pt} *q, const int8_t *w,
     const int8_t *end, const uint16_t *step, nn_u32a *acc)
 {{
     uint32_t {accs};
@@ -221,23 +234,26 @@ NN_HOT __attribute__((noinline)) static void {mul_name(g)}(const nn_u32a *q, con
 """
 
 
-def pack_source(ctx: Ctx, node: str, g: ConvGeometry, xt: str, fn: str) -> str:
-    """nn_pack_<node>(x, p, ci0, count): `count` input channels from x into packed words."""
+def pack_source(ctx: Ctx, node: str, g: ConvGeometry, xt: str, pt: str, fn: str) -> str:
+    """nn_pack_<node>(x, p, ci0, count): `count` input channels from x into packed planes
+    (two-pixel words, or with one lane the map's own elements)."""
     a = ctx.graph.attrs(node)
     pads = ir.per_channel(a["pad_value"], g.cin)
+    two = g.lanes == 2
+    words = pt == "nn_u32a"
+    vt, wrap = ("uint32_t", "(uint32_t)(int32_t)") if words else (xt, "")
     if (pads == pads[0]).all():
-        pad = f"(uint32_t){lit(pads[0])}"
+        pad = f"({vt}){lit(pads[0])}"
     else:
         arr = ctx.module.array(f"nn_pad_{c_name(node)}", pads, f"%{node}: padding value per input channel")
-        pad = f"(uint32_t)(int32_t){arr}[ci0 + k]"
+        pad = f"({vt}){wrap}{arr}[ci0 + k]"
     inner = min(g.w, max(g.cols - g.left, 0))
     right = g.cols - g.left - inner
     dist = g.half * g.sh * g.w          # elements from x0's row to x1's row
     hstep = g.half * g.sh
-    word = "v0 + (v1 << 16)" if g.lanes == 2 else "v0"
-    x0 = f"(uint32_t)(int32_t)x[o + i]"
-    x1 = f"(uint32_t)(int32_t)x[o + {dist} + i]"
-    two = g.lanes == 2
+    word = "v0 + (v1 << 16)" if two else "v0"
+    x0 = f"{wrap}x[o + i]"
+    x1 = f"{wrap}x[o + {dist} + i]"
     # four words per iteration: a taken branch costs as much as the word itself
     by = 4 if inner % 4 == 0 else 2 if inner % 2 == 0 else 1
     fast = (f"for (int i = 0; i < {inner}; i += {by}, p += {by}) {{\n"
@@ -245,8 +261,8 @@ def pack_source(ctx: Ctx, node: str, g: ConvGeometry, xt: str, fn: str) -> str:
                          + (f" + ({x1.replace('i]', f'i + {u}]')} << 16);" if two else ";") for u in range(by))
             + "\n}")
     slow = (f"for (int i = 0; i < {inner}; i++) {{\n"
-            f"    uint32_t v0 = in0 ? {x0} : pad;\n"
-            + (f"    uint32_t v1 = in1 ? {x1} : pad;\n" if two else "")
+            f"    {vt} v0 = in0 ? {x0} : pad;\n"
+            + (f"    {vt} v1 = in1 ? {x1} : pad;\n" if two else "")
             + f"    *p++ = {word};\n}}")
     rowbody = [f"int in0 = r >= {g.top} && r < {g.top + g.h};"]
     if two:
@@ -258,13 +274,14 @@ def pack_source(ctx: Ctx, node: str, g: ConvGeometry, xt: str, fn: str) -> str:
                        + _indent([slow], 4) + "\n}")
     if right > 0:
         rowbody.append(f"for (int i = 0; i < {right}; i++)\n    *p++ = both;")
-    body = [f"uint32_t pad = {pad};", f"uint32_t both = {'pad + (pad << 16)' if two else 'pad'};",
+    body = [f"{vt} pad = {pad};", f"{vt} both = {'pad + (pad << 16)' if two else 'pad'};",
             "(void)pad;", "(void)both;",
             f"int o = {-g.top * g.w};",
             f"for (int r = 0; r < {g.rows}; r++, o += {g.w}) {{\n" + _indent(rowbody, 4) + "\n}"]
-    return (f"/* %{node}: input channels as packed words ({g.lanes} pixel(s) per word), "
+    what = f"words of {g.lanes} pixel(s)" if words else f"{xt} pixels"
+    return (f"/* %{node}: input channels as packed {what}, "
             f"{g.rows} x {g.cols} per channel, padding included */\n"
-            f"static void {fn}(const {ARENA_VIEW[xt]} *x, nn_u32a *p, int ci0, int count)\n{{\n"
+            f"static void {fn}(const {ARENA_VIEW[xt]} *x, {pt} *p, int ci0, int count)\n{{\n"
             "    (void)ci0;\n"
             f"    for (int k = 0; k < count; k++, x += {g.h * g.w}) {{\n" + _indent(body, 8)
             + "\n    }\n}\n")
@@ -280,7 +297,7 @@ def _steps(g: ConvGeometry) -> np.ndarray:
     return np.diff(offs, prepend=0)
 
 
-def emit_qconv(ctx: Ctx, node: str, prepack: bool = True) -> ChannelOp:
+def emit_qconv(ctx: Ctx, node: str, prepack: bool = True, narrow: bool = False) -> ChannelOp:
     gr, mod = ctx.graph, ctx.module
     x, wname = gr.operands(node)
     w = np.asarray(gr.attrs(wname)["values"], np.int64)
@@ -288,26 +305,27 @@ def emit_qconv(ctx: Ctx, node: str, prepack: bool = True) -> ChannelOp:
     g = geometry(gr, node)
     cn = c_name(node)
     xt, yt = ctx.ctype[x], ctx.ctype[node]
+    pt = g.packed_t(xt, narrow)
     if ctx.multiply and w.min() >= -128 and w.max() <= 127:
         g.digits = g.nibbles = False
         codes = mod.array(f"nn_k_{cn}", w.reshape(g.m, -1), f"%{node}: weights per (output channel, "
                           "input channel, ky, kx)", "int8_t")
-        mac = mod.kernel(mul_name(g), mul_source(g))
+        mac = mod.kernel(mul_name(g, pt), mul_source(g, pt))
     elif g.nibbles:             # channels 2k and 2k + 1 in the low and high nibbles
         k = g.codes(w)
         k = np.concatenate([k, np.zeros((g.m % 2, k.shape[1]), np.int64)])
         codes = mod.array(f"nn_k_{cn}", k[0::2] + 16 * k[1::2], f"%{node}: case of each weight "
                           "per (output channel pair, input channel, ky, kx), even channel in "
                           "the low nibble", "uint8_t")
-        mac = mod.kernel(mac_name(g), mac_source(g))
+        mac = mod.kernel(mac_name(g, pt), mac_source(g, pt))
     else:
         codes = mod.array(f"nn_k_{cn}", g.codes(w), f"%{node}: case of each weight"
                           + (" (lo and 16 * hi digit)" if g.digits else "")
                           + " per (output channel, input channel, ky, kx)", "uint8_t")
-        mac = mod.kernel(mac_name(g), mac_source(g))
-    offs = mod.array(f"nn_o_{cn}", _steps(g), f"%{node}: packed words from one tap to the next",
+        mac = mod.kernel(mac_name(g, pt), mac_source(g, pt))
+    offs = mod.array(f"nn_o_{cn}", _steps(g), f"%{node}: packed elements from one tap to the next",
                      "uint16_t")
-    pack = mod.kernel(f"nn_pack_{cn}", pack_source(ctx, node, g, xt, f"nn_pack_{cn}"))
+    pack = mod.kernel(f"nn_pack_{cn}", pack_source(ctx, node, g, xt, pt, f"nn_pack_{cn}"))
     (lo, hi), (t_lo, t_hi) = ir.accumulator_range(gr, node)
     m_all = ir.per_channel(a["mult"], g.m)
     s_max = int(np.max(a["shift"]))
@@ -345,7 +363,7 @@ def emit_qconv(ctx: Ctx, node: str, prepack: bool = True) -> ChannelOp:
     b = g.block
     per = g.kh * g.kw * (2 if g.digits else 1) if g.split_channels else taps
     if g.split_channels:
-        call = (f"const {wt} *wk = w;\nconst nn_u32a *pk = pb;\n"
+        call = (f"const {wt} *wk = w;\nconst {pt} *pk = pb;\n"
                 f"for (int ci = 0; ci < {g.cg}; ci++, wk += {per}, pk += {g.plane_words})\n"
                 f"    {mac}(pk, wk, wk + {per}, {offs}, acc);")
     else:
@@ -364,9 +382,9 @@ def emit_qconv(ctx: Ctx, node: str, prepack: bool = True) -> ChannelOp:
                 "for (int i = 0; i < n; i++) {\n    uint32_t s = acc[i];\n"
                 + _indent(decode, 4) + "\n}"])
     rows = ([low] if low else []) + [
-        "const nn_u32a *pb = prow;",
+        f"const {pt} *pb = prow;",
         f"for (int col = 0; col < {g.wo}; col += {b}, pb += {b * g.sw}) {{\n" + _indent(block, 4) + "\n}"]
-    body = init_lines + unpack + [f"const {wt} *w = {wptr};", "const nn_u32a *prow = p;",
+    body = init_lines + unpack + [f"const {wt} *w = {wptr};", f"const {pt} *prow = p;",
                                   f"for (int oy = 0; oy < {g.half}; oy++, prow += {g.sh * g.cols}, y += {g.wo}) {{\n"
                                   + _indent(rows, 4) + "\n}"]
     kind = {g.cin: "group 1"}.get(g.cg, "depthwise" if g.cg == 1 and g.group == g.cin else f"group {g.group}")
@@ -374,19 +392,21 @@ def emit_qconv(ctx: Ctx, node: str, prepack: bool = True) -> ChannelOp:
             f"{g.kh}x{g.kw} stride {g.sh}x{g.sw}, {kind}, weights {w.min()}..{w.max()};\n"
             f" * {g.lanes} pixel(s) per 32-bit add, {b} accumulators; channel c of the packed input")
     ctx.notes[node] = (f"conv: {g.lanes} pixel(s) per add, blocks of {b}, "
-                       f"{len(g.values)} weight cases by jump table" + (" (two digits per weight)" if g.digits else ""))
-    mod.functions.append(f"/* {desc} */\nNN_HOT static void nn_{cn}(const nn_u32a *p, {ARENA_VIEW[yt]} *y, int c)\n"
+                       f"{len(g.values)} weight cases by jump table" + (" (two digits per weight)" if g.digits else "")
+                       + (f", input packed as {xt}" if pt != "nn_u32a" else ""))
+    mod.functions.append(f"/* {desc} */\nNN_HOT static void nn_{cn}(const {pt} *p, {ARENA_VIEW[yt]} *y, int c)\n"
                          "{\n" + _indent(body, 4) + "\n}\n")
     depthwise = g.cg == 1 and g.group == g.cin and g.m == g.cin
     return ChannelOp(node, f"nn_{cn}", g.m, g.h * g.w, g.ho * g.wo, ARENA_VIEW[xt], ARENA_VIEW[yt],
                      group_in=0 if depthwise else g.cg, group_out=g.m // g.group, pack=pack,
-                     packed=f"NN_AT(nn_u32a, {ctx.scratch[node, 'packed']})",
+                     packed=f"NN_AT({pt}, {ctx.scratch[node, 'packed']})", packed_t=pt,
                      packed_plane=g.plane_words, prepack=prepack and not depthwise, in_channels=g.cin)
 
 
-def conv_scratch(graph: ir.Graph, node: str, prepack: bool) -> int:
-    """Bytes of the packed input buffer (every input channel, or one group's)."""
+def conv_scratch(graph: ir.Graph, node: str, xt: str, prepack: bool, narrow: bool) -> int:
+    """Bytes of the packed input buffer (every input channel, or one group's), whole words."""
     g = geometry(graph, node)
     depthwise = g.cg == 1 and g.group == g.cin and g.m == g.cin
     chans = g.cin if prepack and not depthwise else g.cg
-    return (chans * g.plane_words + g.slack) * 4
+    size = SIZEOF[xt] if g.packed_t(xt, narrow) != "nn_u32a" else 4
+    return -(-(chans * g.plane_words + g.slack) * size // 4) * 4

@@ -6,6 +6,8 @@ depthwise 3x3 with per-channel scales -> AveragePool -> Flatten on 12x12 inputs.
 depthwise 3x3, maxpool 2, depthwise 3x3, maxpool 2, FC 4C-96-64-10 (2-bit fc1,
 4-bit after) and an ArgMax, random small weights (4-bit convs).
 `mnist16_cnn()`: the same shape as the QAT toolkit exports it (examples/mnist16x16_cnn).
+`wide_sum_cnn()`: a group-1 conv over 16 channels whose sums need more than 16 bits
+(one pixel per packed element) between two small convs, on 8x8 inputs.
 
     python tests/backends/ch32v003/conv_models.py [ch32v003|ch32v002 ...]
 
@@ -92,6 +94,23 @@ def bitnet_cnn(channels: int = 64, seed: int = 0):
     model = _model(g, f"bitnet_cnn{c}", [1, 16, 16], [(x, TensorProto.FLOAT, ["N", 10]),
                                                       (cls, TensorProto.INT64, ["N", 1])])
     return model, rng.uniform(-1, 1, (16, 1, 16, 16)).astype(np.float32)
+
+
+def wide_sum_cnn(seed: int = 2):
+    """(model, inputs [n, 1, 8, 8]): conv 1->16 3x3 pad 1 -> ReLU -> maxpool 2 -> conv
+    16->16 3x3 pad 1 (int8 weights: 144 taps of up to 127 * 255) -> ReLU -> maxpool 2
+    -> FC 64-10."""
+    rng = np.random.default_rng(seed)
+    g = _G()
+    x = g.qdq("x", -7, "int8", 0)
+    x = _conv(g, x, rng.integers(-8, 8, (16, 1, 3, 3)), -3, kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    x = g.node("MaxPool", [g.qdq(g.node("Relu", [x]), -4, "uint8", 0)], kernel_shape=[2, 2], strides=[2, 2])
+    x = _conv(g, x, rng.integers(-128, 128, (16, 16, 3, 3)), -9, bias=(rng.integers(-999, 999, 16), -13),
+              kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    x = g.node("MaxPool", [g.qdq(g.node("Relu", [x]), -3, "uint8", 0)], kernel_shape=[2, 2], strides=[2, 2])
+    x = g.qdq(_fc(g, g.node("Flatten", [x]), rng.integers(-8, 8, (64, 10)), -3), 0, "int8", 0)
+    return (_model(g, "wide_sum_cnn", [1, 8, 8], [(x, TensorProto.FLOAT, ["N", 10])]),
+            rng.uniform(-1, 1, (24, 1, 8, 8)).astype(np.float32))
 
 
 def _conv_per_channel(g, x, w, exps, group=1, **attrs):

@@ -10,9 +10,11 @@ import qdq
 import qdq_conv
 import tinycc_nn
 from tinycc_nn import DoesNotFit, TinyccError
+from tinycc_nn.artifact import Artifact
 from tinycc_nn.backends.ch32v003 import emulator, firmware
+from tinycc_nn.backends.ch32v003.codegen import generate
 
-from .conv_models import bitnet_cnn, mnist16_cnn, small_cnn
+from .conv_models import bitnet_cnn, mnist16_cnn, small_cnn, wide_sum_cnn
 
 needs_cross = pytest.mark.skipif(not firmware.have_cross_compiler(),
                                  reason="riscv64-unknown-elf-gcc not installed")
@@ -85,6 +87,44 @@ def test_random_cnns_host_build_bit_exact(seed, target):
     """Kernels, strides, pads, groups, pools, value sets (int8 weights take two digits),
     zero points and heads, through the C compiled for the host."""
     _random_cnn_exact(seed, target)
+
+
+@needs_cross
+def test_a_conv_with_32_bit_sums_packs_its_input_as_bytes_when_words_do_not_fit():
+    """16 input channels of 6x6 (padded) as words take 2304 B: more than the CH32V003 has
+    (the compile used to fail: 2722 B of RAM); as uint8_t 576 B.  The CH32V002's 4 KB keep
+    the faster words."""
+    model, x = wide_sum_cnn()
+    want = qdq.ort_run(model, x)
+    small = tinycc_nn.compile(model, "ch32v003")
+    r = small.report
+    assert r["ram_used"] <= 2048 and "in its own type" in r["kernel_note"]
+    assert r["layers"]["conv21"].startswith("conv: 1 pixel(s)") and "packed as uint8_t" in r["layers"]["conv21"]
+    _same(small.run(x[:4]), [w[:4] for w in want], 4)
+    _same(tinycc_nn.compile(model, "ch32v003", executor="host").run(x), want, len(x))
+    big = tinycc_nn.compile(model, "ch32v002")
+    assert "kernel_note" not in big.report and "packed as" not in big.report["layers"]["conv21"]
+    assert big.report["arena_bytes"] > r["arena_bytes"] + 1500
+
+
+@needs_cross
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.sampled_from(TARGETS))
+def test_random_cnns_with_narrow_packing_bit_exact(seed, target):
+    """The layouts that save RAM (packing in the map's own type, repacking per channel,
+    bit-serial dense layers), forced on random CNNs whatever their size."""
+    rng = np.random.default_rng(seed)
+    model, shape, scale = qdq_conv.random_cnn(rng)
+    x = qdq_conv.random_map_inputs(rng, shape, scale, 8)
+    try:
+        art = tinycc_nn.compile(model, target, executor="host", warn=lambda m: None)
+    except (DoesNotFit, TinyccError):
+        return                      # refusals are the other test's business
+    cm = generate(art.graph, narrow=True, prepack=bool(seed & 1), tables=bool(seed & 2),
+                  multiply=target == "ch32v002")
+    files = {"model.c": cm.model_c, "model.h": cm.model_h}
+    _same(Artifact(target, art.backend, art.graph, files, art.report, art.options).run(x),
+          qdq.ort_run(model, x), len(x))
 
 
 @needs_cross
