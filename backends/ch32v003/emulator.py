@@ -10,8 +10,9 @@ inference, not the one-off startup.
 
 The stack high-water mark is the distance from the top of SRAM to the deepest
 byte of the fill pattern that was overwritten: stack space reserved but never
-written is not seen. When the stack reaches .bss the run is reported as a
-stack overflow (and the mark is only a lower bound).
+written is not seen. When the stack reaches .bss (every fill byte overwritten,
+or the stack pointer below the end of .bss when a run faults) the run is reported
+as a stack overflow (and the mark is only a lower bound).
 
 Only what the chip has is mapped: 16 KB of flash (read/execute) and one 4 KB
 page of SRAM of which the first 2 KB exist. Touching the other 2 KB, unmapped
@@ -272,6 +273,11 @@ class Ch32v003Emulator:
         uc.context_restore(self._registers)
         fault = self._execute(self._symbols["main"][0], self._symbols["_halt"][0])
         high_water, overflow = self._stack_high_water()
+        sp = uc.reg_read(rv.UC_RISCV_REG_SP)
+        if fault and sp < self._stack_floor():
+            # a frame that jumped over the fill (a big local array) faults below SRAM or
+            # in .bss before it has overwritten every fill byte: the stack pointer tells
+            overflow, high_water = True, max(high_water, SRAM_BASE + self.sram_size - sp)
         if overflow:
             # a stack that reached .bss overwrote data (return addresses, pointers): a fault
             # after that, e.g. a jump to a garbage address, is its consequence
