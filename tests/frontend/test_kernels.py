@@ -99,6 +99,25 @@ def test_quantize_static_cnn_with_global_average_pool(tmp_path, qoperator, targe
     _assert_matches_integer_reading(model, art, x)
 
 
+@pytest.mark.parametrize("target", ["python", "ch32v003"])
+def test_quantize_static_cnn_with_average_pool(tmp_path, target):
+    """QOperator: com.microsoft QLinearAveragePool with a calibrated output scale, a float32
+    average that is a function of the window sum (float_average.py); QDQ gives the pool its
+    input's scale, so 2x2 windows average sums of 4k + 2 to exact halves that onnxruntime's
+    float32 rounding settles either way: refused, naming the pool."""
+    def make(rng, folder, qoperator):
+        model = ort_quant.float_cnn(rng, channels=3, pool="AveragePool")
+        calib = rng.uniform(0, 1, (16, 1, 8, 8)).astype(np.float32)
+        return ort_quant.quantize(model, calib, folder, qoperator=qoperator)
+    options = {"executor": "host"} if target == "ch32v003" else {}
+    model = make(np.random.default_rng(0), tmp_path, True)
+    art = tinycc_nn.compile(model, target, **options)
+    x = np.random.default_rng(3).uniform(-0.2, 1.2, (200, 1, 8, 8)).astype(np.float32)
+    _assert_matches_integer_reading(model, art, x)
+    with pytest.raises(TinyccError, match="QLinearAveragePool .*window sum of .*scales are equal"):
+        tinycc_nn.compile(make(np.random.default_rng(0), tmp_path, False), target, **options)
+
+
 def test_verify_reports_both_readings(tmp_path):
     from tinycc_nn.verify import verify_artifact
 

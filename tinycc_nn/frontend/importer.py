@@ -173,20 +173,25 @@ class Importer:
     # requantization ---------------------------------------------------------------------
     def requantize(self, act: Act, ops: list, dtype: str, where: str) -> Act:
         """The integer tensor dtype(ops(act)), fitted exactly; reuses act.ir when unchanged."""
-        a_lo, a_hi = channel_range(self.ir, act.ir)
         chain = act.ops + ops
 
         def f(a):
             return hostio.apply_float_ops(a.T, chain).T.astype(np.int64)
+        hint = ""
+        divs = [op[1] for op in chain if op[0] == "div"]
+        if divs:
+            hint = (f"; an average over {int(divs[0])} elements comes before it, whose exact "
+                    "halves onnxruntime rounds to even: no multiplier reproduces that, a "
+                    "pooling window of a power-of-two size does")
+        return self.requantize_fn(act, f, dtype, where, hint)
+
+    def requantize_fn(self, act: Act, f, dtype: str, where: str, hint: str = "") -> Act:
+        """The integer tensor dtype(f(act)) for a monotone f from [channels, n] accumulator
+        values (row c of channel c) to integers, fitted exactly."""
+        a_lo, a_hi = channel_range(self.ir, act.ir)
         try:
             fit = fit_requant(f, a_lo, a_hi)
         except FitError as e:
-            hint = ""
-            divs = [op[1] for op in chain if op[0] == "div"]
-            if divs:
-                hint = (f"; an average over {int(divs[0])} elements comes before it, whose exact "
-                        "halves onnxruntime rounds to even: no multiplier reproduces that, a "
-                        "pooling window of a power-of-two size does")
             raise TinyccError(f"{where}: cannot requantize exactly: {e}{hint}") from None
         ir = act.ir
         lo = fit.lo if fit.lo > a_lo.min() else None

@@ -1,5 +1,6 @@
 """onnxruntime's integer kernels: QLinearMatMul, MatMulInteger, QGemm, QLinearConv,
-ConvInteger (ONNX) and QGemm, QLinearAdd, QLinearGlobalAveragePool (com.microsoft), with
+ConvInteger (ONNX) and QGemm, QLinearAdd, QLinearGlobalAveragePool, QLinearAveragePool
+(com.microsoft; its float32 average is float_average.py's), with
 exactly the arithmetic of its CPU kernels (MLAS, onnxruntime 1.3x; the file names below
 are in its source tree).
 
@@ -34,7 +35,7 @@ import numpy as np
 
 from ..errors import TinyccError
 from ..ir import channel_range
-from . import linear, window
+from . import float_average, linear, window
 from .mlas_requant import requantize
 from .values import QDTYPES, Act, Const, by_channel, compact, per_element
 
@@ -274,6 +275,17 @@ def qlinear_global_average_pool(imp, node, args, where, attrs):
     return [requantize(imp, window._map_act(acc, imp, [], "int32"), scale, y_zp, y_dtype, where)]
 
 
+def qlinear_average_pool(imp, node, args, where, attrs):
+    """float_average.py: onnxruntime's float32 window average of dequantized values."""
+    x = _int_act(args, 0, where, "X")
+    y = _out_type(args, 4, where) if len(args) > 4 and args[4] is not None else (0, x.dtype)
+    operands = (x, _one_scale(args, 1, where, "x_scale"),
+                _one_zero_point(args, 2, where, "x_zero_point", 0),
+                _one_scale(args, 3, where, "y_scale"), *y)
+    return float_average.qlinear_average_pool(imp, node, args, where, attrs, operands,
+                                              qlinear_global_average_pool)
+
+
 def _cpu_has_avx2() -> bool:
     try:
         from numpy._core._multiarray_umath import __cpu_features__ as features
@@ -345,6 +357,7 @@ MS_HANDLERS = {
     "QGemm": qgemm,
     "QLinearAdd": qlinear_add,
     "QLinearGlobalAveragePool": qlinear_global_average_pool,
+    "QLinearAveragePool": qlinear_average_pool,
     "QLinearConv": qlinear_conv,
     "DynamicQuantizeMatMul": dynamic_quantization,
     "MatMulIntegerToFloat": dynamic_quantization,
