@@ -118,6 +118,59 @@ def test_quantize_static_cnn_with_average_pool(tmp_path, target):
         tinycc_nn.compile(make(np.random.default_rng(0), tmp_path, False), target, **options)
 
 
+def _qdq_matmul_float_out(rng, x_dtype):
+    """Q -> DQ -> MatMul with DQ int8 weights and no QuantizeLinear after: onnxruntime fuses
+    it into com.microsoft MatMulIntegerToFloat, whose float output is the graph's."""
+    from onnx import TensorProto, helper, numpy_helper
+    x_zp = np.array(rng.integers(-20, 20) if x_dtype == "int8" else rng.integers(100, 140),
+                    {"int8": np.int8, "uint8": np.uint8}[x_dtype])
+    inits = [numpy_helper.from_array(np.array(v), n) for v, n in (
+        (np.float32(rng.uniform(0.005, 0.03)), "xs"), (x_zp, "xz"),
+        (rng.integers(-100, 100, (6, 3)).astype(np.int8), "w"),
+        (np.float32(rng.uniform(0.01, 0.05)), "ws"), (np.int8(0), "wz"))]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"]),
+             helper.make_node("MatMul", ["xd", "wd"], ["y"], name="fc")]
+    graph = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
+@pytest.mark.parametrize("target", ["python", "ch32v003"])
+def test_a_qdq_matmul_with_a_float_output_is_matmul_integer_to_float(x_dtype, target):
+    """float32(acc) * (a_scale * b_scale): the int32 sum on the target, the float product
+    on the output (it used to be refused as dynamic quantization)."""
+    from tinycc_nn.frontend.ort_graph import integer_graph
+    model = _qdq_matmul_float_out(np.random.default_rng(3), x_dtype)
+    assert "MatMulIntegerToFloat" in [n.op_type for n in integer_graph(model, "m").graph.node]
+    options = {"executor": "host"} if target == "ch32v003" else {}
+    art = tinycc_nn.compile(model, target, **options)
+    x = np.random.default_rng(5).normal(0, 2, (500, 6)).astype(np.float32)
+    _assert_matches_integer_reading(model, art, x)
+
+
+def test_matmul_integer_to_float_with_its_bias():
+    """The node as written (com.microsoft): a float bias is one float32 add after the
+    product."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(4)
+    inits = [numpy_helper.from_array(np.array(v), n) for v, n in (
+        (rng.integers(-128, 128, (5, 4)).astype(np.int8), "b"), (np.float32(0.0173), "as"),
+        (np.float32(0.0291), "bs"), (np.uint8(121), "az"), (np.int8(0), "bz"),
+        (rng.normal(0, 1, 4).astype(np.float32), "bias"))]
+    node = helper.make_node("MatMulIntegerToFloat", ["a", "b", "as", "bs", "az", "bz", "bias"], ["y"],
+                            name="mitf", domain="com.microsoft")
+    graph = helper.make_graph([node], "m", [helper.make_tensor_value_info("a", TensorProto.UINT8, ["N", 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    x = rng.integers(0, 256, (400, 5)).astype(np.uint8)
+    got = tinycc_nn.compile(model, "python").run(x)["y"]
+    assert np.array_equal(got, ort_quant.ort_default(model, x)[0])
+
+
 def test_verify_reports_both_readings(tmp_path):
     from tinycc_nn.verify import verify_artifact
 

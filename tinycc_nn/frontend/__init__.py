@@ -119,17 +119,19 @@ def _integer_reading(model: onnx.ModelProto, label, warn, refusal: FloatScales):
     except TinyccError as e:
         left = [n for n in fused.graph.node if n.op_type in FLOAT_LINEAR]
         if left or isinstance(e, FloatScales):
-            what = f"{left[0].op_type} '{left[0].name}'" if left else "it"
+            # lead with the node at fault: the one onnxruntime leaves in float32
+            what = f"{left[0].op_type} '{left[0].name}'" if left else "the model"
             fused_first = left and left[0].op_type in ("FusedGemm", "FusedConv")
             activation = ACTIVATION_FIRST if fused_first else ""
             raise TinyccError(
-                f"{refusal}; and onnxruntime runs {what} in float32 at every optimization level "
-                "too (it fuses a QDQ MatMul/Gemm/Conv into an integer kernel only when it sees "
-                "the whole group: quantized input and weights, a bias, if any, as int32 behind a "
+                f"{what}: onnxruntime runs it in float32 at every optimization level (it "
+                "fuses a QDQ MatMul/Gemm/Conv into an integer kernel only when it sees the "
+                "whole group: quantized input and weights, a bias, if any, as int32 behind a "
                 "DequantizeLinear (recent onnxruntime quantizes a float bias itself), a "
-                f"QuantizeLinear right after{activation}), so no integer program can match it: "
-                "quantize the float model with onnxruntime's quantize_static (which writes such "
-                "groups), or use power-of-two scales (tinycc_nn.qat)") from None
+                f"QuantizeLinear right after{activation}), and the scales are not powers of "
+                f"two ({refusal}), so no integer program can match it: quantize the float "
+                "model with onnxruntime's quantize_static (which writes such groups), or use "
+                "power-of-two scales (tinycc_nn.qat)") from None
         raise TinyccError(f"{e} [scales that are not powers of two, e.g. {refusal.node}, so "
                           "this is the integer reading: the graph onnxruntime runs with its "
                           "integer kernels]") from None

@@ -1,6 +1,6 @@
 """onnxruntime's integer kernels: QLinearMatMul, MatMulInteger, QGemm, QLinearConv,
-ConvInteger (ONNX) and QGemm, QLinearAdd, QLinearGlobalAveragePool, QLinearAveragePool
-(com.microsoft; its float32 average is float_average.py's), with
+ConvInteger (ONNX) and QGemm, MatMulIntegerToFloat, QLinearAdd, QLinearGlobalAveragePool,
+QLinearAveragePool (com.microsoft; its float32 average is float_average.py's), with
 exactly the arithmetic of its CPU kernels (MLAS, onnxruntime 1.3x; the file names below
 are in its source tree).
 
@@ -140,17 +140,17 @@ def _per_output(scale, n, where, what) -> np.ndarray:
     return np.broadcast_to(s, (n,))
 
 
-def _matmul_accumulator(imp, node, args, where, k_w: int, k_wzp: int):
-    """A @ (B - B's zero point) in int32, A's zero point folded in: QLinearMatMul and
-    MatMulInteger share it (A at 0, its zero point at 2, the constant B at k_w).
-    Returns (accumulator, number of output columns)."""
+def _matmul_accumulator(imp, node, args, where, k_w: int, k_wzp: int, k_xzp: int = 2):
+    """A @ (B - B's zero point) in int32, A's zero point folded in: QLinearMatMul,
+    MatMulInteger and MatMulIntegerToFloat share it (A at 0, its zero point at k_xzp, the
+    constant B at k_w).  Returns (accumulator, number of output columns)."""
     x = _int_act(args, 0, where, "A")
     if not isinstance(args[k_w], Const):
         raise TinyccError(f"{where}: B must be constant weights (A the runtime tensor)")
     w = _weights(args, k_w, k_wzp, where, 1)
     if w.ndim != 2:
         raise TinyccError(f"{where}: weight has shape {list(w.shape)}, need 2-D")
-    x_zp = _one_zero_point(args, 2, where, "A's zero point", 0)
+    x_zp = _one_zero_point(args, k_xzp, where, "A's zero point", 0)
     rows = linear.gemm_like_shape(x, w.shape[0], where, column=False)
     acc = integer_matmul(imp, x, x_zp, w, None, rows, x.shape[:-1] + (w.shape[1],), where,
                          node.output[0])
@@ -168,6 +168,25 @@ def qlinear_matmul(imp, node, args, where, attrs):
 
 def matmul_integer(imp, node, args, where, attrs):
     return [_matmul_accumulator(imp, node, args, where, 1, 3)[0]]
+
+
+def matmul_integer_to_float(imp, node, args, where, attrs):
+    """What onnxruntime fuses a static QDQ MatMul into when no QuantizeLinear follows it
+    (its float output feeds a float op or the graph output): float32(acc) * (a_scale *
+    b_scale) + bias, a multiply and an add in float32 (MLAS's scale-bias output
+    processor).  With a runtime A scale it is dynamic quantization, refused."""
+    if not isinstance(args[2], Const) or not isinstance(args[0], Act) or args[0].dtype == "float32":
+        return dynamic_quantization(imp, node, args, where, attrs)
+    acc, n = _matmul_accumulator(imp, node, args, where, 1, 5, k_xzp=4)
+    a_s = _one_scale(args, 2, where, "A's scale")
+    b_s = _one_scale(args, 3, where, "B's scale")
+    ops = [["dequantize", compact(a_s * b_s), 0]]
+    if len(args) > 6 and args[6] is not None:
+        bias = _const(args, 6, where, "the bias")
+        if bias.size not in (1, n) or bias.dtype != np.float32:
+            raise TinyccError(f"{where}: the bias must be float32 with 1 or {n} values")
+        ops.append(["add", compact(np.broadcast_to(bias.reshape(-1), (n,)))])
+    return [Act(acc.ir, acc.index, "float32", ops)]
 
 
 def qgemm(imp, node, args, where, attrs):
@@ -360,5 +379,5 @@ MS_HANDLERS = {
     "QLinearAveragePool": qlinear_average_pool,
     "QLinearConv": qlinear_conv,
     "DynamicQuantizeMatMul": dynamic_quantization,
-    "MatMulIntegerToFloat": dynamic_quantization,
+    "MatMulIntegerToFloat": matmul_integer_to_float,
 }
