@@ -46,17 +46,17 @@ def float_mlp(rng, sizes, gemm: bool = False, bias: bool = True) -> onnx.ModelPr
 
 def float_cnn(rng, channels: int = 3, size: int = 8, classes: int = 4,
               pool: str = "MaxPool") -> onnx.ModelProto:
-    """Conv 3x3 (pad 1) -> Relu -> MaxPool 2x2, AveragePool 2x2 or GlobalAveragePool ->
-    Flatten -> Gemm."""
+    """Conv 3x3 (pad 1) -> Relu -> MaxPool 2x2, AveragePool 2x2, GlobalAveragePool or
+    GlobalMaxPool -> Flatten -> Gemm."""
     w = rng.normal(0, 0.4, (channels, 1, 3, 3)).astype(np.float32)
     b = rng.normal(0, 0.1, channels).astype(np.float32)
-    flat = channels if pool == "GlobalAveragePool" else channels * (size // 2) ** 2
+    flat = channels if pool.startswith("Global") else channels * (size // 2) ** 2
     fc = rng.normal(0, 1 / np.sqrt(flat), (classes, flat)).astype(np.float32)
     fb = rng.normal(0, 0.1, classes).astype(np.float32)
     inits = [numpy_helper.from_array(a, n) for a, n in ((w, "cw"), (b, "cb"), (fc, "fw"), (fb, "fb"))]
     nodes = [helper.make_node("Conv", ["input", "cw", "cb"], ["c"], pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["c"], ["r"]),
-             helper.make_node("GlobalAveragePool", ["r"], ["p"]) if pool == "GlobalAveragePool"
+             helper.make_node(pool, ["r"], ["p"]) if pool.startswith("Global")
              else helper.make_node(pool, ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
              helper.make_node("Flatten", ["p"], ["f"]),
              helper.make_node("Gemm", ["f", "fw", "fb"], ["logits"], transB=1)]

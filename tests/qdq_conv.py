@@ -4,7 +4,8 @@
 0-2 per side and asymmetric, auto_pad now and then, group 1 / depthwise / another
 divisor, every weight value set, per-tensor or per-channel power-of-two scales,
 bias or not) -> [Relu] -> QDQ -> [MaxPool | AveragePool -> QDQ], then a head:
-Flatten -> [MatMul -> QDQ] [-> ArgMax], or GlobalAveragePool -> QDQ -> Flatten.
+Flatten -> [MatMul -> QDQ] [-> ArgMax], or GlobalAveragePool -> QDQ -> Flatten, or
+GlobalMaxPool -> Flatten.
 Activations int8/uint8 with or without zero points; batch symbolic or 1.
 Returns (model, input_shape_without_batch, input_scale).
 """
@@ -122,9 +123,13 @@ def random_cnn(rng):
         if h < 1 or w < 1:
             return random_cnn(rng)
     outputs = []
-    if rng.random() < 0.25:
+    head = rng.random()
+    if head < 0.25:
         x = g.qdq(g.node("GlobalAveragePool", [x]), x_exp, *_act(rng))
         x = g.node("Flatten", [x])
+        n_out = c
+    elif head < 0.35:
+        x = g.node("Flatten", [g.node("GlobalMaxPool", [x])])
         n_out = c
     else:
         x = g.node("Flatten", [x])

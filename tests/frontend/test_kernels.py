@@ -87,10 +87,12 @@ def test_quantize_static_cnn(tmp_path, qoperator, per_channel, activations, targ
 
 @pytest.mark.parametrize("qoperator", [False, True])
 @pytest.mark.parametrize("target", ["python", "ch32v003"])
-def test_quantize_static_cnn_with_global_average_pool(tmp_path, qoperator, target):
-    # onnxruntime runs com.microsoft QLinearGlobalAveragePool: an int32 sum, requantized
+@pytest.mark.parametrize("pool", ["GlobalAveragePool", "GlobalMaxPool"])
+def test_quantize_static_cnn_with_global_pool(tmp_path, qoperator, target, pool):
+    # onnxruntime runs com.microsoft QLinearGlobalAveragePool: an int32 sum, requantized;
+    # GlobalMaxPool it leaves between a DequantizeLinear and a QuantizeLinear in float32
     def make(rng, folder):
-        model = ort_quant.float_cnn(rng, channels=4, pool="GlobalAveragePool")
+        model = ort_quant.float_cnn(rng, channels=4, pool=pool)
         calib = rng.uniform(0, 1, (16, 1, 8, 8)).astype(np.float32)
         return ort_quant.quantize(model, calib, folder, qoperator=qoperator, per_channel=True)
     options = {"executor": "host"} if target == "ch32v003" else {}

@@ -319,6 +319,7 @@ HANDLERS = {
     "ArgMax": argmax,
     "Conv": window.conv,
     "MaxPool": window.max_pool,
+    "GlobalMaxPool": window.max_pool,
     "AveragePool": window.average_pool,
     "GlobalAveragePool": window.average_pool,
     **{op: data_movement for op in DATA_MOVEMENT},

@@ -1,4 +1,5 @@
-"""Conv, MaxPool, AveragePool and GlobalAveragePool: 2-D window operators on NCHW maps.
+"""Conv, MaxPool, GlobalMaxPool, AveragePool and GlobalAveragePool: 2-D window operators
+on NCHW maps.
 
 The IR value behind a map is read as [C, H, W] in C order (ir/window.py), so the
 operator's input must be its producer's elements in their own order (batch 1): a
@@ -171,11 +172,14 @@ def max_pool(imp, node, args, where, attrs):
         raise TinyccError(f"{where}: the Indices output is not supported")
     if attrs.get("storage_order", 0) not in (0, 1):
         raise TinyccError(f"{where}: storage_order {attrs['storage_order']} is not supported")
-    c, h, w = _map_shape(imp, x, where, "MaxPool")
-    kernel = [int(k) for k in attrs.get("kernel_shape", [])]
-    if len(kernel) != 2 or min(kernel) < 1:
-        raise TinyccError(f"{where}: kernel_shape {kernel} must be two positive integers")
-    strides, pads = _window_attrs(attrs, where, kernel, (h, w), "MaxPool")
+    c, h, w = _map_shape(imp, x, where, node.op_type)
+    if node.op_type == "GlobalMaxPool":
+        kernel, strides, pads = [h, w], [1, 1], [0, 0, 0, 0]
+    else:
+        kernel = [int(k) for k in attrs.get("kernel_shape", [])]
+        if len(kernel) != 2 or min(kernel) < 1:
+            raise TinyccError(f"{where}: kernel_shape {kernel} must be two positive integers")
+        strides, pads = _window_attrs(attrs, where, kernel, (h, w), "MaxPool")
     if pads[0] >= kernel[0] or pads[2] >= kernel[0] or pads[1] >= kernel[1] or pads[3] >= kernel[1]:
         raise TinyccError(f"{where}: pads {pads} must be smaller than the kernel {kernel}")
     ops = _ops_per_map_channel(x.ops, imp.ir.type(x.ir).channels, c, where)
