@@ -3,7 +3,8 @@
 `random_cnn(rng)` draws 1-3 stages of Conv (kernel 1-4 per axis, strides 1-2, pads
 0-2 per side and asymmetric, auto_pad now and then, group 1 / depthwise / another
 divisor, every weight value set, per-tensor or per-channel power-of-two scales,
-bias or not) -> [Relu] -> QDQ -> [MaxPool | AveragePool -> QDQ], then a head:
+bias or not) -> [Relu] -> QDQ [-> Add of the stage's input -> QDQ, when the conv keeps
+its shape: a residual connection] -> [MaxPool | AveragePool -> QDQ], then a head:
 Flatten -> [MatMul -> QDQ] [-> ArgMax], or GlobalAveragePool -> QDQ -> Flatten, or
 GlobalMaxPool -> Flatten.
 Activations int8/uint8 with or without zero points; batch symbolic or 1.
@@ -68,6 +69,7 @@ def random_cnn(rng):
     x_exp = in_exp = int(rng.integers(-8, -3))
     x = g.qdq("input", x_exp, in_dtype, in_zp)
     for _ in range(int(rng.integers(1, 4))):
+        skip, skip_shape = x, (c, h, w)
         kh, kw = int(rng.integers(1, 5)), int(rng.integers(1, 5))
         kh, kw = min(kh, h), min(kw, w)
         sh, sw = int(rng.integers(1, 3)), int(rng.integers(1, 3))
@@ -106,6 +108,9 @@ def random_cnn(rng):
         x = g.qdq(x, x_exp, *_act(rng))
         c = m
         h, w = _conv_hw(h, w, attrs, kh, kw, sh, sw)
+        if (c, h, w) == skip_shape and rng.random() < 0.4:
+            x_exp += int(rng.integers(0, 2))
+            x = g.qdq(g.node("Add", [x, skip] if rng.random() < 0.5 else [skip, x]), x_exp, *_act(rng))
         pool = rng.random()
         if pool < 0.35 and min(h, w) >= 2:
             k = int(rng.integers(1, min(h, w, 3) + 1))
@@ -151,6 +156,61 @@ def random_cnn(rng):
         outputs.append(helper.make_tensor_value_info(cls, TensorProto.INT64, [batch, 1]))
     inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, *shape0])
     graph = helper.make_graph(g.nodes, "qdq_cnn", [inp], outputs, g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    onnx.checker.check_model(model)
+    return model, shape0, 2.0 ** in_exp
+
+
+def random_residual_cnn(rng):
+    """A stem conv, then 1-2 residual blocks: [conv (1x1 or 3x3 "same", group 1 or
+    depthwise) -> [Relu] -> QDQ] x 1-2 -> Add of the block's input (either operand order,
+    scales a power of two apart or equal) -> [Relu] -> QDQ; then MaxPool 2 or not, and
+    Flatten -> MatMul -> QDQ.  The first block may add the model input itself (no stem).
+    Returns (model, input_shape_without_batch, input_scale)."""
+    g = _G()
+    c, h, w = int(rng.integers(1, 4)), int(rng.integers(3, 9)), int(rng.integers(3, 9))
+    shape0 = (c, h, w)
+    in_dtype, in_zp = _act(rng)
+    x_exp = in_exp = int(rng.integers(-8, -3))
+    x = g.qdq("input", x_exp, in_dtype, in_zp)
+
+    def conv(x, x_exp, c_in, m, k, group):
+        vs = str(rng.choice(["int4", "ternary", "pm2", "odd4"]))
+        w_exp = int(rng.integers(-5, -1))
+        wd = g.node("DequantizeLinear", [g.const(random_weights(rng, (m, c_in // group, k, k), vs)
+                                                 .astype(np.int8), "w"),
+                                         g.const(np.float32(2.0 ** w_exp), "ws")])
+        y = g.node("Conv", [x, wd], kernel_shape=[k, k], pads=[k // 2] * 4, group=group)
+        if rng.random() < 0.7:
+            y = g.node("Relu", [y])
+        y_exp = _out_exp(x_exp, (c_in // group) * k * k, vs, w_exp, rng)
+        return g.qdq(y, y_exp, *_act(rng)), y_exp
+
+    if rng.random() < 0.7:
+        m = int(rng.integers(1, 5))
+        x, x_exp = conv(x, x_exp, c, m, int(rng.choice([1, 3])), 1)
+        c = m
+    for _ in range(int(rng.integers(1, 3))):
+        skip, skip_exp = x, x_exp
+        for _ in range(int(rng.integers(1, 3))):
+            depthwise = c > 1 and rng.random() < 0.4
+            x, x_exp = conv(x, x_exp, c, c, int(rng.choice([1, 3])), c if depthwise else 1)
+        x = g.node("Add", [x, skip] if rng.random() < 0.5 else [skip, x])
+        if rng.random() < 0.5:
+            x = g.node("Relu", [x])
+        x_exp = max(x_exp, skip_exp) + int(rng.integers(0, 2))
+        x = g.qdq(x, x_exp, *_act(rng))
+    if rng.random() < 0.5 and min(h, w) >= 2:
+        x = g.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
+        h, w = h // 2, w // 2
+    n_in, n_out = c * h * w, int(rng.integers(2, 8))
+    wd = g.node("DequantizeLinear", [g.const(random_weights(rng, (n_in, n_out), "int4").astype(np.int8), "w"),
+                                     g.const(np.float32(2.0 ** -4), "ws")])
+    y = g.qdq(g.node("MatMul", [g.node("Flatten", [x]), wd]),
+              _out_exp(x_exp, n_in, "int4", -4, rng), *_act(rng))
+    graph = helper.make_graph(g.nodes, "residual_cnn",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *shape0])],
+                              [helper.make_tensor_value_info(y, TensorProto.FLOAT, ["N", n_out])], g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
     onnx.checker.check_model(model)
     return model, shape0, 2.0 ** in_exp

@@ -279,3 +279,37 @@ def test_graph_equality_and_copy(small):
     third = small.copy()
     third.attrs("w")["values"][0, 0] = 7
     assert small.attrs("w")["values"][0, 0] == 1
+
+
+# add (two runtime values) --------------------------------------------------------------
+
+ADD = '''graph @res {
+  %x = input() {name = "x", dtype = "float32", shape = ["N", 2, 1, 2], qdtype = "int8", scale = 0.25, zero_point = 0} : i8[4] -128..127
+  %m = requant(%x) {mult = 1, rnd = 0, shift = 1, rounding = "floor", lo = 0, hi = 63} : u6[4] 0..63
+  %s = add(%m, %x) {shifts = [2, 0], bias = [5, -5, 1, 0]} : i10[4] -133..384
+  %out.s = output(%s) {name = "s", dtype = "float32", shape = ["N", 4], float_ops = []}
+}
+'''
+
+
+def test_add_shifts_each_operand_and_adds_the_bias_per_channel():
+    g = parse(ADD)
+    verify(g)
+    lo, hi = channel_range(g, "s")
+    assert lo.tolist() == [-128 + 5, -128 - 5, -128 + 1, -128]
+    assert hi.tolist() == [63 * 4 + 127 + 5, 63 * 4 + 127 - 5, 63 * 4 + 127 + 1, 63 * 4 + 127]
+
+
+def test_verify_add_of_values_of_different_sizes():
+    g = parse(ADD.replace(
+        "  %s = add(%m, %x) {shifts = [2, 0], bias = [5, -5, 1, 0]} : i10[4] -133..384",
+        "  %w = const() {values = [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0]]} : u1[4, 3] 0..1\n"
+        "  %p = matmul(%x, %w) : i8[3] -128..127\n"
+        "  %s = add(%m, %p) {shifts = [2, 0], bias = 0} : i10[4] -128..379"))
+    _verify_fails(g, "%s = add", "operand sizes differ")
+
+
+def test_verify_add_shifts_must_be_two_non_negative_ints():
+    g = parse(ADD)
+    g.attrs("s")["shifts"] = [2, -1]
+    _verify_fails(g, "%s = add", "shifts must be two non-negative ints")

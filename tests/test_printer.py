@@ -53,6 +53,13 @@ def test_round_trip_of_generated_cnns(seed):
         assert_round_trips(graph)
 
 
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1))
+def test_round_trip_of_generated_residual_cnns(seed):
+    for graph in snapshots(qdq_conv.random_residual_cnn(np.random.default_rng(seed))[0]).values():
+        assert_round_trips(graph)
+
+
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 2**32 - 1))
 def test_round_trip_of_generated_models(seed):

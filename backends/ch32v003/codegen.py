@@ -118,9 +118,9 @@ def _arena(graph: ir.Graph, ctype: dict, direct: str | None, tables: bool, prepa
     # tables then go on top of it): also try each map that outlives a channel loop at 0
     for key in [f"{chain[-1]}\0value" for chain in loops(graph).values()]:
         if key in keyed:
-            o, p = plan(keyed, {key: 0})
-            if p < peak:
-                offsets, peak = o, p
+            pinned = plan(keyed, {key: 0})      # None: something live is already there
+            if pinned is not None and pinned[1] < peak:
+                offsets, peak = pinned
     return {tuple(k.split("\0")): off for k, off in offsets.items()}, peak
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ... import ir
+from ...errors import TinyccError
 from . import kernels as K
 from .csource import ARENA_VIEW, SIZEOF, CModule, c_name, fits, lit
 from .planes import PlaneCode, pack_groups8, pack_words32
@@ -285,4 +286,34 @@ def emit_requant_map(ctx: Ctx, node: str):
     return ChannelOp(node, f"nn_{cn}", c, h * w, h * w, ARENA_VIEW[xt], ARENA_VIEW[yt], group_in=0)
 
 
-EMITTERS = {"dense": emit_dense, "requant": emit_requant}
+def emit_add(ctx: Ctx, node: str) -> list:
+    """add of two values of one size (a residual connection): y = (a << sa) + (b << sb) +
+    bias[c] element by element, channel c's elements consecutive (a map's plane, or one
+    element of a vector); 32-bit wrapping sums, exact because the result fits."""
+    g, mod = ctx.graph, ctx.module
+    a, b = g.operands(node)
+    cn, t, attrs = c_name(node), g.type(node), g.attrs(node)
+    n, per = t.channels, t.size // t.channels
+    lo, hi = ir.channel_range(g, node)
+    if not fits(lo.min(), hi.max()):
+        raise TinyccError(f"%{node} = add: sums {lo.min()}..{hi.max()} need more than 32 bits; "
+                          "the ch32v003 target has no code for them")
+    sa, sb = attrs["shifts"]
+    at, bt, yt = ctx.ctype[a], ctx.ctype[b], ctx.ctype[node]
+    k = _channel_values(mod, f"nn_c_{cn}", ir.per_channel(attrs["bias"], n), f"%{node}: bias",
+                        chan="c")
+    terms = [f"((uint32_t)(int32_t)*{p}++ << {s})" if s else f"(uint32_t)(int32_t)*{p}++"
+             for p, s in (("a", sa), ("b", sb))]
+    inner = f"*y++ = ({yt})(int32_t)({' + '.join(terms)} + k);"
+    loop = f"for (int i = 0; i < {per}; i++)\n    {inner}" if per > 1 else inner
+    body = [f"for (int c = 0; c < {n}; c++) {{\n    uint32_t k = (uint32_t)(int32_t)({k});\n"
+            + _indent([loop], 4) + "\n}"]
+    mod.functions.append(
+        f"/* %{node} = add(%{a} << {sa}, %{b} << {sb}) + bias: {t.size} elements, {at} + {bt} -> {yt} */\n"
+        f"static void nn_{cn}(const {ARENA_VIEW[at]} *a, const {ARENA_VIEW[bt]} *b, {ARENA_VIEW[yt]} *y)\n"
+        "{\n" + _indent(body, 4) + "\n}\n")
+    ctx.notes[node] = "add: one pass, 32-bit sums"
+    return [f"nn_{cn}({ctx.ptr[a]}, {ctx.ptr[b]}, {ctx.ptr[node]});"]
+
+
+EMITTERS = {"dense": emit_dense, "requant": emit_requant, "add": emit_add}

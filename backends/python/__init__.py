@@ -70,6 +70,10 @@ def _statement(graph, n, names) -> list:
                 f"{_window_args(a, ('in_shape', 'kernel', 'strides', 'pads', 'pad_value'))})"]
     if op == "bias_add":
         return [f"{v} = {args[0]} + {_param(a['bias'], nd)}"]
+    if op == "add":
+        sa, sb = a["shifts"]
+        return [f"{v} = ({args[0]} << {sa}) + ({args[1]}.reshape({args[0]}.shape) << {sb}) "
+                f"+ {_param(a['bias'], nd)}"]
     if op == "requant":
         return [f"# requant %{n} -> {t}", f"{v} = requant_values({args[0]}, {_requant_args(a, nd)})"]
     if op == "clamp":

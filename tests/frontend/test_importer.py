@@ -243,6 +243,37 @@ def test_add_float_bias_off_the_grid(rng, relu):
     assert_bit_exact(model, float_inputs(rng, 100, [K], XS), optimized=[False])
 
 
+@pytest.mark.parametrize("relu", [False, True])
+def test_add_of_two_tensors_on_different_power_of_two_scales(rng, relu):
+    """A residual connection on an MLP: x (scale 2^-5) + dense(x) (scale 2^-3, a zero
+    point) in one pass, the finer unit, then requantized."""
+    net = Net()
+    xd = quantized_input(net, ["N", K])
+    h = net.quant(net.matmul(xd, ints(rng, (K, K))), 2 ** -3, 3)
+    y = net.add("Add", [h, xd])
+    if relu:
+        y = net.add("Relu", [y])
+    net.output(net.quant(y, 2 ** -2, -1), ["N", K])
+    art = assert_bit_exact(net.model(), float_inputs(rng, 80, [K], XS))
+    (add,) = [n for n in art.graph.order() if art.graph.op(n) == "add"]
+    assert art.graph.attrs(add)["shifts"] == [2, 0] and art.graph.attrs(add)["bias"] == -3 * 4
+
+
+def test_two_runtime_tensors_that_broadcast_or_subtract_are_refused(rng):
+    net = Net()
+    xd = quantized_input(net, ["N", K])
+    h = net.quant(net.matmul(xd, ints(rng, (K, 1))), 2 ** -3)
+    net.output(net.quant(net.add("Add", [xd, h], out="bcast"), 2 ** -2), ["N", K])
+    with pytest.raises(tinycc_nn.TinyccError, match="'bcast_node': adds tensors of shapes .* \\(no broadcasting\\)"):
+        tinycc_nn.compile(net.model(), "python")
+    net = Net()
+    xd = quantized_input(net, ["N", K])
+    h = net.quant(net.matmul(xd, ints(rng, (K, K))), 2 ** -3)
+    net.output(net.quant(net.add("Sub", [xd, h], out="diff"), 2 ** -2), ["N", K])
+    with pytest.raises(tinycc_nn.TinyccError, match="'diff_node': subtracts two runtime tensors"):
+        tinycc_nn.compile(net.model(), "python")
+
+
 def test_add_off_grid_scalar(rng):
     net = Net()
     y = net.matmul(quantized_input(net, ["N", K]), ints(rng, (K, N)))

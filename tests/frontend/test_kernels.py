@@ -286,3 +286,25 @@ def test_qlinear_add_matches_onnxruntime_on_every_input_value(n):
         a = np.tile(np.arange(lo, hi + 1)[:, None], (1, n)).astype(dtype)
         got = tinycc_nn.compile(model, "python").run(a)["c"].reshape(len(a), n)
         assert np.array_equal(got, ort_quant.ort_default(model, a)[0]), case
+
+
+def test_a_float_scale_residual_add_is_refused_naming_it(tmp_path):
+    """onnxruntime's QLinearAdd of two runtime tensors rounds a * r_a + b * r_b in float32."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.3, (2, 2, 3, 3)).astype(np.float32), f"w{k}")
+             for k in range(2)] + [numpy_helper.from_array(rng.normal(0, 0.1, 2).astype(np.float32), f"b{k}")
+                                   for k in range(2)]
+    nodes = [helper.make_node("Conv", ["input", "w0", "b0"], ["c0"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c0"], ["r0"]),
+             helper.make_node("Conv", ["r0", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Add", ["r1", "r0"], ["s"], name="residual"),
+             helper.make_node("Flatten", ["s"], ["logits"])]
+    graph = helper.make_graph(nodes, "res", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 2, 4, 4])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 32])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    q = ort_quant.quantize(model, rng.uniform(0, 1, (16, 2, 4, 4)).astype(np.float32), tmp_path,
+                           qoperator=True)
+    with pytest.raises(TinyccError, match="QLinearAdd '.*': adds two runtime tensors, rounding"):
+        tinycc_nn.compile(q, "python")

@@ -186,3 +186,12 @@ def test_pinned_plans_never_overlap_live_buffers(spans, pin_size):
             s2, e2, n2 = intervals[y]
             if s1 <= e2 and s2 <= e1:
                 assert offsets[x] + n1 <= offsets[y] or offsets[y] + n2 <= offsets[x]
+
+
+def test_a_pin_over_a_buffer_still_live_is_refused():
+    """A channel loop's output pinned at 0 while the loop's input, which a residual Add
+    reads after the loop, sits at 0: the pin cannot hold, and plan says so (None) instead
+    of overlapping them."""
+    intervals = {"x": (0, 3, 8), "loop_out": (1, 3, 8), "sum": (3, 4, 8)}
+    assert plan(intervals, pinned={"loop_out": 0}) is None
+    assert plan(intervals, pinned={"loop_out": 8}) is not None

@@ -44,15 +44,9 @@ def qlinear_average_pool(imp, node, args, where, attrs, operands, global_pool):
     if y_dtype != x.dtype:
         raise TinyccError(f"{where}: output {y_dtype} differs from input {x.dtype}")
     c, h, w = window._map_shape(imp, x, where, node.op_type)
-    kernel = [int(k) for k in attrs.get("kernel_shape", [])]
-    if len(kernel) != 2 or min(kernel) < 1:
-        raise TinyccError(f"{where}: kernel_shape {kernel} must be two positive integers")
-    strides, pads = window._window_attrs(attrs, where, kernel, (h, w), node.op_type)
+    kernel, strides, pads = window.pool_window(node, attrs, where, h, w)
     if kernel == [h, w] and not any(pads):
         return global_pool(imp, node, args, where, attrs)
-    if any(pads) and not attrs.get("count_include_pad", 0):
-        raise TinyccError(f"{where}: with pads and count_include_pad=0 the divisor differs "
-                          "at the border; use count_include_pad=1 or no padding")
     if min(float(x_s), float(y_s)) < MIN_SCALE:
         raise TinyccError(f"{where}: scales {float(x_s):.9g}, {float(y_s):.9g} below 2^-100 make "
                           "float32 products lose precision in ways no bound covers")

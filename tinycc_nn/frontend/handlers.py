@@ -89,10 +89,48 @@ def _elementwise_const(imp, x: Act, c: Const, where, what):
     return v
 
 
+def add_tensors(imp, a: Act, b: Act, where: str) -> Act:
+    """a + b of two runtime tensors with power-of-two scales (a residual connection): on
+    the finer unit u both are integers, (qa + oa) << sa and (qb + ob) << sb, and float32's
+    one rounding of their sum is float32(acc) * u, what the result's dequantize computes."""
+    if a.shape != b.shape:
+        raise TinyccError(f"{where}: adds tensors of shapes {list(a.shape)} and {list(b.shape)}; "
+                          "only tensors of one shape are added (no broadcasting)")
+    if a.dtype != "float32" or b.dtype != "float32":
+        raise TinyccError(f"{where}: adds {a.dtype} and {b.dtype} tensors; dequantize them first")
+    ir_a, off_a, u_a = linear.integerize(imp, a, where)
+    ir_b, off_b, u_b = linear.integerize(imp, b, where)
+    if imp.ir.type(ir_a).size != imp.ir.type(ir_b).size or not np.array_equal(a.index, b.index):
+        raise TinyccError(f"{where}: its operands are laid out differently (a Transpose, Slice "
+                          "or Reshape on one side only); only tensors computed in the same "
+                          "order are added")
+    if len(imp.ir.type(ir_b).shape) > len(imp.ir.type(ir_a).shape):   # the map first
+        (ir_a, off_a, u_a), (ir_b, off_b, u_b) = (ir_b, off_b, u_b), (ir_a, off_a, u_a)
+    unit = min(u_a, u_b)
+    sa, sb = int(np.log2(u_a / unit)), int(np.log2(u_b / unit))
+    size, n = imp.ir.type(ir_a).size, imp.ir.type(ir_a).channels
+    per_element = [np.repeat(np.asarray(o, np.int64), size // len(o)) for o in (off_a, off_b)]
+    bias = ((per_element[0] << sa) + (per_element[1] << sb)).reshape(n, -1)
+    if (bias != bias[:, :1]).any():
+        raise TinyccError(f"{where}: the operands' zero points vary within a channel of the sum")
+    bias = bias[:, 0]
+    acc = imp.emit("add", ir_a + ".add", [ir_a, ir_b],
+                   {"shifts": [sa, sb], "bias": int(bias[0]) if (bias == bias[0]).all()
+                    else bias.tolist()})
+    lo, hi = channel_range(imp.ir, acc)
+    if max(-int(lo.min()), int(hi.max())) >= 1 << 31:
+        raise TinyccError(f"{where}: the sum needs more than 32 bits at the finer scale "
+                          f"({u_a:g} and {u_b:g} are too far apart)")
+    return Act(acc, a.index, "float32", [["dequantize", unit, 0]])
+
+
 def add(imp, node, args, where, attrs, sign=1.0):
     acts = [a for a in args if isinstance(a, Act)]
+    if len(acts) == 2 and sign > 0:
+        return [add_tensors(imp, acts[0], acts[1], where)]
     if len(acts) != 1:
-        raise TinyccError(f"{where}: adds two runtime tensors; only a constant bias can be added")
+        raise TinyccError(f"{where}: subtracts two runtime tensors; only a constant can be "
+                          "subtracted (Add takes two)")
     x = _float_act(acts, where)
     c = args[1] if isinstance(args[0], Act) else args[0]
     if node.op_type == "Sub" and isinstance(args[1], Act):

@@ -316,7 +316,10 @@ def _cpu_has_avx2() -> bool:
 def qlinear_add(imp, node, args, where, attrs):
     acts = [k for k in (0, 3) if isinstance(args[k], Act)]
     if len(acts) != 1:
-        raise TinyccError(f"{where}: adds two runtime tensors; only a constant operand can be added")
+        raise TinyccError(f"{where}: adds two runtime tensors, rounding a * r_a + b * r_b in "
+                          "float32 with scale ratios that are not powers of two, which no integer "
+                          "program reproduces; only a constant operand can be added here (with "
+                          "power-of-two scales a residual Add compiles)")
     ka = acts[0]
     kb = 3 - ka
     x = _int_act(args, ka, where, "the runtime operand")

@@ -77,6 +77,21 @@ def _window_attrs(attrs: dict, where: str, kernel, in_hw, op_type: str):
     return strides, pads
 
 
+def pool_window(node, attrs: dict, where: str, h: int, w: int) -> tuple:
+    """(kernel, strides, pads) of a pooling node: the whole map for Global*Pool, else its
+    kernel_shape, strides and pads (checked); an average's divisor must be the kernel's."""
+    if node.op_type.startswith("Global"):
+        return [h, w], [1, 1], [0, 0, 0, 0]
+    kernel = [int(k) for k in attrs.get("kernel_shape", [])]
+    if len(kernel) != 2 or min(kernel) < 1:
+        raise TinyccError(f"{where}: kernel_shape {kernel} must be two positive integers")
+    strides, pads = _window_attrs(attrs, where, kernel, (h, w), node.op_type)
+    if "Average" in node.op_type and any(pads) and not attrs.get("count_include_pad", 0):
+        raise TinyccError(f"{where}: with pads and count_include_pad=0 the divisor differs "
+                          "at the border; use count_include_pad=1 or no padding")
+    return kernel, strides, pads
+
+
 def _channel_offsets(offset, c: int, where: str) -> np.ndarray:
     """integerize's offsets (per channel of the IR value) as one per map channel."""
     per = offset.size // c
@@ -173,13 +188,7 @@ def max_pool(imp, node, args, where, attrs):
     if attrs.get("storage_order", 0) not in (0, 1):
         raise TinyccError(f"{where}: storage_order {attrs['storage_order']} is not supported")
     c, h, w = _map_shape(imp, x, where, node.op_type)
-    if node.op_type == "GlobalMaxPool":
-        kernel, strides, pads = [h, w], [1, 1], [0, 0, 0, 0]
-    else:
-        kernel = [int(k) for k in attrs.get("kernel_shape", [])]
-        if len(kernel) != 2 or min(kernel) < 1:
-            raise TinyccError(f"{where}: kernel_shape {kernel} must be two positive integers")
-        strides, pads = _window_attrs(attrs, where, kernel, (h, w), "MaxPool")
+    kernel, strides, pads = pool_window(node, attrs, where, h, w)
     if pads[0] >= kernel[0] or pads[2] >= kernel[0] or pads[1] >= kernel[1] or pads[3] >= kernel[1]:
         raise TinyccError(f"{where}: pads {pads} must be smaller than the kernel {kernel}")
     ops = _ops_per_map_channel(x.ops, imp.ir.type(x.ir).channels, c, where)
@@ -193,16 +202,7 @@ def average_pool(imp, node, args, where, attrs):
     if x.dtype != "float32":
         raise TinyccError(f"{where}: averages a {x.dtype} tensor; dequantize it first")
     c, h, w = _map_shape(imp, x, where, node.op_type)
-    if node.op_type == "GlobalAveragePool":
-        kernel, strides, pads = [h, w], [1, 1], [0, 0, 0, 0]
-    else:
-        kernel = [int(k) for k in attrs.get("kernel_shape", [])]
-        if len(kernel) != 2 or min(kernel) < 1:
-            raise TinyccError(f"{where}: kernel_shape {kernel} must be two positive integers")
-        strides, pads = _window_attrs(attrs, where, kernel, (h, w), "AveragePool")
-        if any(pads) and not attrs.get("count_include_pad", 0):
-            raise TinyccError(f"{where}: with pads and count_include_pad=0 the divisor differs "
-                              "at the border; use count_include_pad=1 or no padding")
+    kernel, strides, pads = pool_window(node, attrs, where, h, w)
     ir_x, offset, unit = linear.integerize(imp, x, where)
     off = _channel_offsets(offset, c, where)
     taps = kernel[0] * kernel[1]

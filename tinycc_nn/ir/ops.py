@@ -33,6 +33,7 @@ OPS = {
     "const": _spec(0, ("values",), ("valueset", "encoding", "codebook", "code_bits")),
     "matmul": _spec(2, ()),
     "bias_add": _spec(1, ("bias",)),
+    "add": _spec(2, ("shifts", "bias")),       # (a << shifts[0]) + (b << shifts[1]) + bias
     "requant": _spec(1, REQUANT_ATTRS),
     "clamp": _spec(1, ("lo", "hi")),
     "dense": _spec(2, ("bias",) + REQUANT_ATTRS),

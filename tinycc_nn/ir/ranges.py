@@ -48,6 +48,13 @@ def channel_range(graph: Graph, name: str, cache: dict | None = None):
         lo, hi = channel_range(graph, args[0], cache)
         b = per_channel(attrs["bias"], lo.size)
         r = lo + b, hi + b
+    elif op == "add":       # element by element: b may be a vector of a map's size
+        (alo, ahi), (blo, bhi) = (element_range(graph, a, cache) for a in args)
+        sa, sb = attrs["shifts"]
+        n = graph.type(args[0]).channels
+        b = np.repeat(per_channel(attrs["bias"], n), alo.size // n)
+        lo, hi = (alo << sa) + (blo << sb) + b, (ahi << sa) + (bhi << sb) + b
+        r = lo.reshape(n, -1).min(axis=1), hi.reshape(n, -1).max(axis=1)
     elif op == "requant":
         r = _requant_range(*channel_range(graph, args[0], cache), attrs, bias=False)
     elif op == "clamp":

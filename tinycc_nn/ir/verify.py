@@ -110,6 +110,13 @@ def _verify_node(graph: Graph, name: str, cache: dict) -> None:
         lo, hi = attrs["lo"], attrs["hi"]
         if lo is not None and hi is not None and lo > hi:
             fail(f"clamp bounds {lo} > {hi}")
+    if op == "add":
+        if graph.type(args[0]).size != graph.type(args[1]).size:
+            fail(f"operand sizes differ: {graph.type(args[0])} and {graph.type(args[1])}")
+        shifts = attrs["shifts"]
+        if (not isinstance(shifts, (list, tuple)) or len(shifts) != 2
+                or any(not isinstance(s, (int, np.integer)) or s < 0 for s in shifts)):
+            fail(f"shifts must be two non-negative ints, not {shifts!r}")
     if op == "argmax" and not graph.type(args[0]).shape:
         fail("argmax takes a vector (or a map, read flattened), not a scalar")
     if op == "input":

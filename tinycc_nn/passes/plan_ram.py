@@ -22,14 +22,18 @@ def storage_bytes(bits: int) -> int:
     return 1 if bits <= 8 else 2 if bits <= 16 else 4
 
 
-def plan(intervals: dict, pinned: dict | None = None) -> tuple[dict, int]:
-    """intervals: name -> (start, end, size). Returns (name -> offset, peak).
+def plan(intervals: dict, pinned: dict | None = None) -> tuple[dict, int] | None:
+    """intervals: name -> (start, end, size). Returns (name -> offset, peak), or None when
+    a pinned block would overlap a buffer opened before it (the pins cannot hold).
 
     `pinned` names keep the offset given (they open before anything else starting at the
     same time, so the others are placed around them).  With pins, first fit can strand
     space below a pinned block, so fitting from the top of every bound between the
     lower bound (most bytes live at once) and the first-fit peak is tried as well."""
-    offsets, peak = _place(intervals, pinned or {}, None)
+    placed = _place(intervals, pinned or {}, None)
+    if placed is None:
+        return None
+    offsets, peak = placed
     if pinned:
         times = {s for s, _, _ in intervals.values()}
         low = max(sum(size for s, e, size in intervals.values() if s <= t <= e) for t in times)
@@ -51,6 +55,8 @@ def _place(intervals: dict, pinned: dict, bound: int | None):
         taken = sorted((offsets[o], offsets[o] + intervals[o][2]) for o in open_)
         if name in pinned:
             offset = pinned[name]
+            if any(offset < hi and lo < offset + size for lo, hi in taken):
+                return None
         elif bound is None:
             offset = 0
             for lo, hi in taken:

@@ -11,7 +11,7 @@ depthwise 3x3, maxpool 2, depthwise 3x3, maxpool 2, FC 4C-96-64-10 (2-bit fc1,
 
     python tests/backends/ch32v003/conv_models.py [ch32v003|ch32v002 ...]
 
-prints flash, RAM and cycles of the BitNetMCU-shaped CNN on each target.
+prints flash, RAM and cycles of the three shapes on each target.
 """
 from __future__ import annotations
 
@@ -150,9 +150,10 @@ def mnist16_cnn(seed: int = 0):
 if __name__ == "__main__":
     import tinycc_nn
     for target in sys.argv[1:] or ["ch32v003"]:
-        for build in (bitnet_cnn, mnist16_cnn):
+        for build in (bitnet_cnn, mnist16_cnn, wide_sum_cnn):
             model, _ = build()
             r = tinycc_nn.compile(model, target).report
             print(f"{target} {build.__name__}: flash {r['rom_used']} B (firmware {r['rom_firmware']}), "
-                  f"RAM {r['ram_used']} B (stack {r['ram_stack']}), {r['cycles_per_inference']:,} cycles, "
-                  f"{r['instructions_per_inference']:,} instructions")
+                  f"RAM {r['ram_used']} B (stack {r['ram_stack']}, arena {r['arena_bytes']}), "
+                  f"{r['cycles_per_inference']:,} cycles, {r['instructions_per_inference']:,} "
+                  f"instructions; {r.get('kernel_note') or 'fastest layout'}")

@@ -66,9 +66,9 @@ def test_mnist16_cnn_fits_the_ch32v003_with_a_margin():
     _same(tinycc_nn.compile(model, "ch32v003", executor="host").run(x), qdq.ort_run(model, x), len(x))
 
 
-def _random_cnn_exact(seed: int, target: str) -> None:
+def _random_cnn_exact(seed: int, target: str, make=qdq_conv.random_cnn) -> None:
     rng = np.random.default_rng(seed)
-    model, shape, scale = qdq_conv.random_cnn(rng)
+    model, shape, scale = make(rng)
     x = qdq_conv.random_map_inputs(rng, shape, scale, 12)
     try:
         art = tinycc_nn.compile(model, target, executor="host", warn=lambda m: None)
@@ -105,6 +105,27 @@ def test_a_conv_with_32_bit_sums_packs_its_input_as_bytes_when_words_do_not_fit(
     big = tinycc_nn.compile(model, "ch32v002")
     assert "kernel_note" not in big.report and "packed as" not in big.report["layers"]["conv21"]
     assert big.report["arena_bytes"] > r["arena_bytes"] + 1500
+
+
+@needs_cross
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.sampled_from(TARGETS))
+def test_random_residual_cnns_host_build_bit_exact(seed, target):
+    """Adds of two maps (and of a map and the input), with the maps before them in loops."""
+    _random_cnn_exact(seed, target, qdq_conv.random_residual_cnn)
+
+
+@needs_cross
+@pytest.mark.parametrize("target", TARGETS)
+def test_a_residual_block_on_the_emulator(target):
+    """Seed 53's second block adds a map that a channel loop reads first: the loop's
+    output once went to offset 0 over it (a pin that ignored a live buffer)."""
+    rng = np.random.default_rng(53)
+    model, shape, scale = qdq_conv.random_residual_cnn(rng)
+    x = qdq_conv.random_map_inputs(rng, shape, scale, 6)
+    art = tinycc_nn.compile(model, target)
+    assert sum(note.startswith("add:") for note in art.report["layers"].values()) == 2
+    _same(art.run(x), qdq.ort_run(model, x), len(x))
 
 
 @needs_cross
