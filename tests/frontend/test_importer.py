@@ -606,3 +606,26 @@ def test_dead_relu_channel_keeps_the_accumulator_narrow(rng):
     for d in art.graph.nodes_of("dense"):
         (_, _), (pre_lo, pre_hi) = accumulator_range(art.graph, d)
         assert max(abs(int(pre_lo.min())), abs(int(pre_hi.max()))) < 2 ** 31, art.graph.attrs(d)
+
+
+# ReduceMean over a map's H and W (torch's dynamo export of a global average) -----------
+
+@pytest.mark.parametrize("opset", [17, 18])        # axes an attribute, then an input
+def test_reduce_mean_over_h_and_w_is_a_global_average(rng, opset):
+    net = Net()
+    x = net.quant(net.input("x", ["N", 3, 4, 4]), XS, 5, "uint8")
+    axes = {"axes": [-1, -2]} if opset < 18 else {}
+    ins = [x] if opset < 18 else [x, net.const(np.array([2, 3], np.int64))]
+    m = net.quant(net.add("ReduceMean", ins, keepdims=0, **axes), XS * 2, 3, "uint8")
+    net.output(net.quant(net.matmul(m, ints(rng, (3, N))), 2 ** -3), ["N", N])
+    xs = rng.uniform(-0.5, 8, (60, 3, 4, 4)).astype(np.float32)
+    art = assert_bit_exact(net.model(opset), xs)
+    assert "sumpool" in [art.graph.op(n) for n in art.graph.order()]
+
+
+def test_reduce_mean_over_other_axes_is_refused(rng):
+    net = Net()
+    x = net.quant(net.input("x", ["N", 3, 4, 4]), XS)
+    net.output(net.quant(net.add("ReduceMean", [x], out="m", axes=[1], keepdims=1), XS), ["N", 1, 4, 4])
+    with pytest.raises(tinycc_nn.TinyccError, match="'m_node': averages axes \\[1\\] .*only the spatial axes"):
+        tinycc_nn.compile(net.model(), "python")

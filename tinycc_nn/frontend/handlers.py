@@ -360,6 +360,7 @@ HANDLERS = {
     "GlobalMaxPool": window.max_pool,
     "AveragePool": window.average_pool,
     "GlobalAveragePool": window.average_pool,
+    "ReduceMean": window.reduce_mean,
     **{op: data_movement for op in DATA_MOVEMENT},
     **kernels.HANDLERS,
 }

@@ -1,5 +1,5 @@
-"""Conv, MaxPool, GlobalMaxPool, AveragePool and GlobalAveragePool: 2-D window operators
-on NCHW maps.
+"""Conv, MaxPool, GlobalMaxPool, AveragePool, GlobalAveragePool and ReduceMean over H, W:
+2-D window operators on NCHW maps.
 
 The IR value behind a map is read as [C, H, W] in C order (ir/window.py), so the
 operator's input must be its producer's elements in their own order (batch 1): a
@@ -199,17 +199,41 @@ def max_pool(imp, node, args, where, attrs):
 
 def average_pool(imp, node, args, where, attrs):
     x = _float_act(args, where)
+    c, h, w = _map_shape(imp, x, where, node.op_type)
+    return [_average(imp, node.output[0], x, (c, h, w), *pool_window(node, attrs, where, h, w), where)]
+
+
+def reduce_mean(imp, node, args, where, attrs):
+    """ReduceMean over a map's H and W (what torch's dynamo exporter writes for
+    adaptive_avg_pool2d(x, 1) or x.mean((2, 3))): a global average, summed exactly and
+    divided once in float32 as onnxruntime's ReduceMean does; keepdims 0 gives [N, C]."""
+    x = _float_act(args, where)
+    if len(args) > 1 and args[1] is not None:
+        axes = [int(a) for a in np.asarray(_const(args, 1, where, "axes").value).reshape(-1)]
+    else:
+        axes = [int(a) for a in attrs.get("axes", [])]
+    rank = len(x.shape)
+    if rank != 4 or sorted(a % rank for a in axes) != [2, 3]:
+        raise TinyccError(f"{where}: averages axes {axes} of a rank-{rank} tensor; only the "
+                          "spatial axes of an [N, C, H, W] map (2 and 3: a global average "
+                          "pool) are supported")
+    c, h, w = _map_shape(imp, x, where, node.op_type)
+    y = _average(imp, node.output[0], x, (c, h, w), [h, w], [1, 1], [0, 0, 0, 0], where)
+    return [y if attrs.get("keepdims", 1) else y.with_index(y.index.reshape(y.index.shape[:2]))]
+
+
+def _average(imp, name: str, x: Act, chw, kernel, strides, pads, where: str) -> Act:
+    """The window sums of x exactly (a sumpool), then onnxruntime's float32 division."""
     if x.dtype != "float32":
         raise TinyccError(f"{where}: averages a {x.dtype} tensor; dequantize it first")
-    c, h, w = _map_shape(imp, x, where, node.op_type)
-    kernel, strides, pads = pool_window(node, attrs, where, h, w)
+    c, h, w = chw
     ir_x, offset, unit = linear.integerize(imp, x, where)
     off = _channel_offsets(offset, c, where)
     taps = kernel[0] * kernel[1]
-    out = imp.emit("sumpool", node.output[0], [ir_x],
+    out = imp.emit("sumpool", name, [ir_x],
                    {"in_shape": [c, h, w], "kernel": kernel, "strides": strides, "pads": pads,
                     "pad_value": compact(-off)})
     linear.warn_inexact(imp, out, where)
     # (sum + taps * offset) * unit is onnxruntime's exact float sum; it then divides
     ops = [["dequantize", unit, compact(-taps * off)], ["div", float(taps)]]
-    return [_map_act(out, imp, ops, "float32")]
+    return _map_act(out, imp, ops, "float32")
