@@ -308,3 +308,22 @@ def test_a_float_scale_residual_add_is_refused_naming_it(tmp_path):
                            qoperator=True)
     with pytest.raises(TinyccError, match="QLinearAdd '.*': adds two runtime tensors, rounding"):
         tinycc_nn.compile(q, "python")
+
+
+def test_a_float_scale_reduce_mean_is_refused_naming_it():
+    """onnxruntime fuses no integer kernel for DequantizeLinear -> ReduceMean ->
+    QuantizeLinear (torch's dynamo export of a global average after PT2E): it averages
+    rounded float32 values."""
+    from onnx import TensorProto, helper, numpy_helper
+    inits = [numpy_helper.from_array(np.array(v), n) for v, n in (
+        (np.float32(0.0123), "s"), (np.int8(-128), "z"), (np.array([2, 3], np.int64), "axes"))]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"]),
+             helper.make_node("ReduceMean", ["d", "axes"], ["m"], name="gap", keepdims=1),
+             helper.make_node("QuantizeLinear", ["m", "s", "z"], ["mq"]),
+             helper.make_node("DequantizeLinear", ["mq", "s", "z"], ["y"])]
+    graph = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, 1, 1])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    with pytest.raises(TinyccError, match="ReduceMean 'gap': onnxruntime has no integer kernel"):
+        tinycc_nn.compile(model, "python")

@@ -57,3 +57,36 @@ def test_fake_quantized_cnn_exports_compile_bit_exact(tmp_path, dynamo, residual
         assert ("ReduceMean" if dynamo else "GlobalAveragePool") in ops
     x = np.random.default_rng(1).uniform(-0.2, 1.2, (120, 1, 8, 8)).astype(np.float32)
     assert_bit_exact(model, x, optimized=(False,))
+
+
+class FloatCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.c1, self.c2 = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        g = nn.functional.max_pool2d(torch.relu(self.c2(torch.relu(self.c1(x)))), 2)
+        return self.fc(torch.flatten(g, 1))
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_pt2e_xnnpack_cnn_compiles_to_the_integer_reading(tmp_path, per_channel):
+    """torch's own int8 flow (torchao PT2E, XNNPACK quantizer: float scales): onnxruntime
+    fuses QLinearConv and QGemm, which compile bit-exactly."""
+    pytest.importorskip("onnxscript")
+    pytest.importorskip("torchao")
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.testing.pt2e._xnnpack_quantizer import (XNNPACKQuantizer,
+                                                         get_symmetric_quantization_config)
+    graph = torch.export.export(FloatCNN().eval(), (torch.zeros(1, 1, 8, 8),)).module()
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
+    prepared = prepare_pt2e(graph, quantizer)
+    for x in torch.rand(16, 1, 1, 8, 8):
+        prepared(x)
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(convert_pt2e(prepared), (torch.zeros(1, 1, 8, 8),), str(path), dynamo=True,
+                      input_names=["input"], output_names=["y"])
+    x = np.random.default_rng(2).uniform(0, 1, (100, 1, 8, 8)).astype(np.float32)
+    assert_bit_exact(onnx.load(str(path)), x, optimized=(True,))

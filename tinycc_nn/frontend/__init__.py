@@ -118,6 +118,14 @@ def _integer_reading(model: onnx.ModelProto, label, warn, refusal: FloatScales):
         graph = Importer(fused, warn).run()
     except TinyccError as e:
         left = [n for n in fused.graph.node if n.op_type in FLOAT_LINEAR]
+        if not left and isinstance(e, FloatScales):
+            # an op onnxruntime has no integer kernel for (ReduceMean, a float pool...)
+            raise TinyccError(
+                f"{e.node}: onnxruntime has no integer kernel for it and computes it in float32 "
+                f"at every optimization level, from values dequantized with a scale that is "
+                f"not a power of two ({str(e).split(': ', 1)[1]}), so no integer program can "
+                "match it: use GlobalAveragePool or MaxPool (onnxruntime runs those on integers), "
+                "or power-of-two scales (tinycc_nn.qat)") from None
         if left or isinstance(e, FloatScales):
             # lead with the node at fault: the one onnxruntime leaves in float32
             what = f"{left[0].op_type} '{left[0].name}'" if left else "the model"
