@@ -313,3 +313,15 @@ def test_verify_add_shifts_must_be_two_non_negative_ints():
     g = parse(ADD)
     g.attrs("s")["shifts"] = [2, -1]
     _verify_fails(g, "%s = add", "shifts must be two non-negative ints")
+
+
+def test_gather_permutes_element_ranges_and_checks_its_index():
+    g = parse(ADD.replace(
+        "  %s = add(%m, %x) {shifts = [2, 0], bias = [5, -5, 1, 0]} : i10[4] -133..384",
+        "  %s = gather(%m) {index = [3, 2, 1, 0], shape = [2, 1, 2]} : u6[2, 1, 2] 0..63"))
+    verify(g)
+    assert [v.tolist() for v in channel_range(g, "s")] == [[0, 0], [63, 63]]
+    g.attrs("s")["index"] = [3, 2, 1, 4]
+    _verify_fails(g, "%s = gather", "outside the operand's 4 elements")
+    g.attrs("s")["index"] = [3, 2, 1]
+    _verify_fails(g, "%s = gather", "index must be 4 ints")

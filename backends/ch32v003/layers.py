@@ -316,4 +316,20 @@ def emit_add(ctx: Ctx, node: str) -> list:
     return [f"nn_{cn}({ctx.ptr[a]}, {ctx.ptr[b]}, {ctx.ptr[node]});"]
 
 
-EMITTERS = {"dense": emit_dense, "requant": emit_requant, "add": emit_add}
+def emit_gather(ctx: Ctx, node: str) -> list:
+    """gather (a Transpose or Slice before a window op): y[i] = x[index[i]], the index a
+    flash table of the narrowest type."""
+    g, mod = ctx.graph, ctx.module
+    (x,) = g.operands(node)
+    cn, n = c_name(node), g.type(node).size
+    xt, yt = ctx.ctype[x], ctx.ctype[node]
+    idx = mod.array(f"nn_g_{cn}", g.attrs(node)["index"], f"%{node}: source element of each element")
+    mod.functions.append(
+        f"/* %{node} = gather(%{x}): {n} elements of {g.type(x).size}, {xt} -> {yt} */\n"
+        f"static void nn_{cn}(const {ARENA_VIEW[xt]} *x, {ARENA_VIEW[yt]} *y)\n{{\n"
+        f"    for (int i = 0; i < {n}; i++)\n        y[i] = ({yt})x[{idx}[i]];\n}}\n")
+    ctx.notes[node] = "gather: an index table"
+    return [f"nn_{cn}({ctx.ptr[x]}, {ctx.ptr[node]});"]
+
+
+EMITTERS = {"dense": emit_dense, "requant": emit_requant, "add": emit_add, "gather": emit_gather}

@@ -135,12 +135,17 @@ def test_conv_weight_scale_not_a_power_of_two(rng):
             "cannot requantize exactly", "DequantizeLinear 'wdq_node'", "integer reading")
 
 
-def test_conv_of_a_transposed_map(rng):
+def test_conv_of_a_transposed_map_with_per_channel_scales(rng):
+    """A transposed map is gathered into order (tests/frontend/test_reordered_maps.py),
+    unless its scales differ per channel of the tensor before the Transpose."""
     net = Net()
-    xd = net.add("Transpose", [qin(net, (1, 1, 6, 6))], perm=[0, 1, 3, 2])
-    y = net.add("Conv", [xd, net.weight(rng.integers(-8, 8, (2, 1, 3, 3)), 2.0 ** -2)],
+    s, z = net.const(f32([2 ** -5, 2 ** -4])), net.const(np.array([0, 0], np.int8))
+    q = net.add("QuantizeLinear", [net.input("x", [1, 2, 6, 6]), s, z], axis=1)
+    xd = net.add("Transpose", [net.add("DequantizeLinear", [q, s, z], axis=1)], perm=[0, 2, 1, 3])
+    y = net.add("Conv", [xd, net.weight(rng.integers(-8, 8, (2, 6, 3, 3)), 2.0 ** -2)],
                 out="conv1")
-    refused(finish(net, y, (1, "C", "H", "W")), "Conv 'conv1_node'", "reordered view")
+    refused(finish(net, y, (1, "C", "H", "W")), "Conv 'conv1_node'", "reordered view",
+            "per-channel scales")
 
 
 @pytest.mark.parametrize("op, attrs, fragment", [

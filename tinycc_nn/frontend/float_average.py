@@ -43,7 +43,7 @@ def qlinear_average_pool(imp, node, args, where, attrs, operands, global_pool):
         raise TinyccError(f"{where}: channels_last=1 is not supported (NCHW maps only)")
     if y_dtype != x.dtype:
         raise TinyccError(f"{where}: output {y_dtype} differs from input {x.dtype}")
-    c, h, w = window._map_shape(imp, x, where, node.op_type)
+    x, (c, h, w) = window.map_input(imp, x, where, node.op_type)
     kernel, strides, pads = window.pool_window(node, attrs, where, h, w)
     if kernel == [h, w] and not any(pads):
         return global_pool(imp, node, args, where, attrs)

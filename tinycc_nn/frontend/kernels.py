@@ -223,7 +223,7 @@ def qgemm(imp, node, args, where, attrs):
 
 
 def _conv(imp, node, args, where, attrs, x, x_zp, w, bias):
-    c, h, wd = window._map_shape(imp, x, where, node.op_type)
+    x, (c, h, wd) = window.map_input(imp, x, where, node.op_type)
     if w.ndim != 4:
         raise TinyccError(f"{where}: weight has shape {list(w.shape)}; only 2-D convolutions")
     m, cg, kh, kw = (int(d) for d in w.shape)
@@ -278,7 +278,7 @@ def qlinear_global_average_pool(imp, node, args, where, attrs):
     if attrs.get("channels_last", 0):
         raise TinyccError(f"{where}: channels_last=1 is not supported (NCHW maps only)")
     x = _int_act(args, 0, where, "X")
-    c, h, w = window._map_shape(imp, x, where, node.op_type)
+    x, (c, h, w) = window.map_input(imp, x, where, node.op_type)
     x_s = _one_scale(args, 1, where, "x_scale")
     x_zp = _one_zero_point(args, 2, where, "x_zero_point")
     y_s = _one_scale(args, 3, where, "y_scale")

@@ -18,7 +18,8 @@ import numpy as np
 from ..errors import TinyccError
 
 QDTYPES = {"int8", "uint8", "int16", "uint16", "int4", "uint4"}   # integer tensor types
-DATA_MOVEMENT = {"Identity", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Dropout"}
+DATA_MOVEMENT = {"Identity", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Dropout",
+                 "Slice", "Gather", "Expand", "Tile", "SpaceToDepth", "DepthToSpace"}
 
 
 class FloatScales(TinyccError):

@@ -26,8 +26,10 @@ from .values import Act, FloatScales, compact
 from .values import arg_act as _act, arg_const as _const, runtime_act as _float_act
 
 
-def _map_shape(imp, x: Act, where: str, op_type: str) -> tuple:
-    """[C, H, W] of x, checked to be its IR value's elements in order (batch 1)."""
+def map_input(imp, x: Act, where: str, op_type: str) -> tuple:
+    """(x as an IR map, its [C, H, W]) for a window op (batch 1).  A reordered view of the
+    value computed before it (a Transpose from NHWC, a Slice or crop) is copied into
+    order first by an IR `gather`; its float ops must then be one per tensor."""
     shape = x.shape
     if len(shape) != 4:
         raise TinyccError(f"{where}: input has shape {list(shape)}; only 2-D maps "
@@ -35,11 +37,17 @@ def _map_shape(imp, x: Act, where: str, op_type: str) -> tuple:
     if shape[0] != 1:
         raise TinyccError(f"{where}: batch dimension {shape[0]}; one sample per inference "
                           "(batch 1 or symbolic) is compiled")
+    chw = tuple(int(d) for d in shape[1:])
     n = imp.ir.type(x.ir).size
-    if x.index.size != n or (x.index.ravel() != np.arange(n)).any():
-        raise TinyccError(f"{where}: its input is a reordered view (Transpose or Slice) of "
-                          f"the tensor computed before it; {op_type} needs the map as computed")
-    return tuple(int(d) for d in shape[1:])
+    if x.index.size == n and (x.index.ravel() == np.arange(n)).all():
+        return x, chw
+    if any(np.asarray(p).size > 1 for op in x.ops for p in op[1:] if not isinstance(p, str)):
+        raise TinyccError(f"{where}: its input is a reordered view (Transpose or Slice) of a "
+                          f"tensor with per-channel scales or offsets; {op_type} needs a map "
+                          "whose channels are the view's")
+    ir = imp.emit("gather", x.ir + ".gather", [x.ir],
+                  {"index": x.index.ravel().tolist(), "shape": list(chw)})
+    return Act(ir, np.arange(x.index.size).reshape(shape), x.dtype, x.ops), chw
 
 
 def _window_attrs(attrs: dict, where: str, kernel, in_hw, op_type: str):
@@ -112,7 +120,7 @@ def conv(imp, node, args, where, attrs):
     if w.value.ndim != 4:
         raise TinyccError(f"{where}: weight has shape {list(w.value.shape)}; only 2-D "
                           "convolutions (weights [M, C/group, kh, kw]) are supported")
-    c, h, wd = _map_shape(imp, x, where, "Conv")
+    x, (c, h, wd) = map_input(imp, x, where, "Conv")
     m, cg, kh, kw = (int(d) for d in w.value.shape)
     group = int(attrs.get("group", 1))
     if group < 1 or c % group or m % group or cg * group != c:
@@ -187,7 +195,7 @@ def max_pool(imp, node, args, where, attrs):
         raise TinyccError(f"{where}: the Indices output is not supported")
     if attrs.get("storage_order", 0) not in (0, 1):
         raise TinyccError(f"{where}: storage_order {attrs['storage_order']} is not supported")
-    c, h, w = _map_shape(imp, x, where, node.op_type)
+    x, (c, h, w) = map_input(imp, x, where, node.op_type)
     kernel, strides, pads = pool_window(node, attrs, where, h, w)
     if pads[0] >= kernel[0] or pads[2] >= kernel[0] or pads[1] >= kernel[1] or pads[3] >= kernel[1]:
         raise TinyccError(f"{where}: pads {pads} must be smaller than the kernel {kernel}")
@@ -198,8 +206,7 @@ def max_pool(imp, node, args, where, attrs):
 
 
 def average_pool(imp, node, args, where, attrs):
-    x = _float_act(args, where)
-    c, h, w = _map_shape(imp, x, where, node.op_type)
+    x, (c, h, w) = map_input(imp, _float_act(args, where), where, node.op_type)
     return [_average(imp, node.output[0], x, (c, h, w), *pool_window(node, attrs, where, h, w), where)]
 
 
@@ -217,7 +224,7 @@ def reduce_mean(imp, node, args, where, attrs):
         raise TinyccError(f"{where}: averages axes {axes} of a rank-{rank} tensor; only the "
                           "spatial axes of an [N, C, H, W] map (2 and 3: a global average "
                           "pool) are supported")
-    c, h, w = _map_shape(imp, x, where, node.op_type)
+    x, (c, h, w) = map_input(imp, x, where, node.op_type)
     y = _average(imp, node.output[0], x, (c, h, w), [h, w], [1, 1], [0, 0, 0, 0], where)
     return [y if attrs.get("keepdims", 1) else y.with_index(y.index.reshape(y.index.shape[:2]))]
 

@@ -60,6 +60,11 @@ def channel_range(graph: Graph, name: str, cache: dict | None = None):
     elif op == "clamp":
         lo, hi = channel_range(graph, args[0], cache)
         r = _clip(lo, attrs["lo"], attrs["hi"]), _clip(hi, attrs["lo"], attrs["hi"])
+    elif op == "gather":
+        lo, hi = element_range(graph, args[0], cache)
+        idx = np.asarray(attrs["index"], np.int64)
+        n = int(attrs["shape"][0]) if len(attrs["shape"]) > 1 else idx.size
+        r = lo[idx].reshape(n, -1).min(axis=1), hi[idx].reshape(n, -1).max(axis=1)
     elif op == "argmax":
         n = graph.type(args[0]).size
         r = np.zeros(1, np.int64), np.full(1, n - 1, np.int64)
@@ -156,6 +161,8 @@ def result_shape(graph: Graph, name: str) -> tuple:
                                                        attrs["strides"], attrs["pads"])
     if op == "argmax":
         return ()
+    if op == "gather":
+        return tuple(int(d) for d in attrs["shape"])
     return graph.type(graph.operands(name)[0]).shape
 
 

@@ -117,6 +117,14 @@ def _verify_node(graph: Graph, name: str, cache: dict) -> None:
         if (not isinstance(shifts, (list, tuple)) or len(shifts) != 2
                 or any(not isinstance(s, (int, np.integer)) or s < 0 for s in shifts)):
             fail(f"shifts must be two non-negative ints, not {shifts!r}")
+    if op == "gather":
+        idx = np.asarray(attrs["index"])
+        size = graph.type(args[0]).size
+        if idx.ndim != 1 or idx.size != int(np.prod(attrs["shape"])) or idx.dtype.kind not in "iu":
+            fail(f"index must be {int(np.prod(attrs['shape']))} ints (the elements of shape "
+                 f"{list(attrs['shape'])})")
+        if idx.size and (idx.min() < 0 or idx.max() >= size):
+            fail(f"index {int(idx.min())}..{int(idx.max())} outside the operand's {size} elements")
     if op == "argmax" and not graph.type(args[0]).shape:
         fail("argmax takes a vector (or a map, read flattened), not a scalar")
     if op == "input":
