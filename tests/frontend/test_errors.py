@@ -425,3 +425,12 @@ def test_dropout_in_training_mode(rng):
     y = net.add("MatMul", [qin(net), net.weight(weights(rng), 2.0 ** -2)])
     y = net.add("Dropout", [y, net.const(f32(0.25)), net.const(np.array(True))], out="drop")
     refused(finish(net, y), "Dropout 'drop_node'", "training_mode is true")
+
+
+def test_a_softmax_on_the_logits_is_refused_with_what_to_export(rng):
+    net = Net()
+    y = net.add("Softmax", [net.matmul(qin(net), weights(rng))], out="probs", axis=-1)
+    net.output(y, ["N", N])
+    msg = refused(net.model(), "Softmax 'probs_node'", "operator Softmax is not supported",
+                  "export the logits")
+    assert "ArgMax" in msg

@@ -23,6 +23,14 @@ def _dims(vi) -> list:
             for d in vi.type.tensor_type.shape.dim]
 
 
+# what to do instead, for operators people put in classifiers
+UNSUPPORTED_HINTS = {
+    op: (f"; a {op} after the logits does not change which class is largest: export the "
+         "logits (add an ArgMax for the class), and apply it on the host if you need it")
+    for op in ("Softmax", "LogSoftmax", "Sigmoid")
+}
+
+
 class Importer:
     def __init__(self, model: onnx.ModelProto, warn):
         self.model = model
@@ -112,7 +120,9 @@ class Importer:
             table = MS_HANDLERS if node.domain == "com.microsoft" else HANDLERS
             handler = table.get(node.op_type)
             if handler is None:
-                raise TinyccError(f"{where}: operator {node.op_type} is not supported")
+                hint = UNSUPPORTED_HINTS.get(node.op_type, "") if _ends_the_graph(
+                    self.model.graph, node.output[0]) else ""
+                raise TinyccError(f"{where}: operator {node.op_type} is not supported{hint}")
             results = handler(self, node, args, where, _attrs(node))
         for name, value in zip(node.output, results):
             if name:
@@ -204,6 +214,24 @@ class Importer:
             attrs.update(rounding=fit.rounding, lo=fit.lo, hi=fit.hi)
             ir = self.emit("requant", act.ir + ".q", [act.ir], attrs)
         return Act(ir, act.index, dtype)
+
+
+def _ends_the_graph(g, name: str) -> bool:
+    """Whether `name` reaches only graph outputs, through quantizers and reshapes."""
+    passive = {"QuantizeLinear", "DequantizeLinear", "Identity", "Flatten", "Reshape",
+               "Squeeze", "Unsqueeze"}
+    outputs = {o.name for o in g.output}
+    todo, seen = [name], set()
+    while todo:
+        v = todo.pop()
+        if v in seen:
+            continue
+        seen.add(v)
+        users = [n for n in g.node if v in n.input]
+        if any(n.op_type not in passive for n in users):
+            return False
+        todo += [o for n in users for o in n.output]
+    return bool(seen & outputs)
 
 
 def _live_nodes(g) -> list:
