@@ -332,4 +332,21 @@ def emit_gather(ctx: Ctx, node: str) -> list:
     return [f"nn_{cn}({ctx.ptr[x]}, {ctx.ptr[node]});"]
 
 
-EMITTERS = {"dense": emit_dense, "requant": emit_requant, "add": emit_add, "gather": emit_gather}
+def emit_concat(ctx: Ctx, node: str) -> list:
+    """concat (Concat, e.g. of two branches' channels): a's elements, then b's."""
+    g = ctx.graph
+    a, b = g.operands(node)
+    cn, yt = c_name(node), ctx.ctype[node]
+    na, nb = g.type(a).size, g.type(b).size
+    at, bt = ctx.ctype[a], ctx.ctype[b]
+    ctx.module.functions.append(
+        f"/* %{node} = concat(%{a}, %{b}): {na} + {nb} elements, {at} and {bt} -> {yt} */\n"
+        f"static void nn_{cn}(const {ARENA_VIEW[at]} *a, const {ARENA_VIEW[bt]} *b, {ARENA_VIEW[yt]} *y)\n{{\n"
+        f"    for (int i = 0; i < {na}; i++)\n        y[i] = ({yt})a[i];\n"
+        f"    for (int i = 0; i < {nb}; i++)\n        y[{na} + i] = ({yt})b[i];\n}}\n")
+    ctx.notes[node] = "concat: two copies"
+    return [f"nn_{cn}({ctx.ptr[a]}, {ctx.ptr[b]}, {ctx.ptr[node]});"]
+
+
+EMITTERS = {"dense": emit_dense, "requant": emit_requant, "add": emit_add, "gather": emit_gather,
+            "concat": emit_concat}

@@ -70,6 +70,10 @@ def _statement(graph, n, names) -> list:
                 f"{_window_args(a, ('in_shape', 'kernel', 'strides', 'pads', 'pad_value'))})"]
     if op == "bias_add":
         return [f"{v} = {args[0]} + {_param(a['bias'], nd)}"]
+    if op == "concat":
+        return [f"{v} = np.concatenate([{args[0]}.reshape(len({args[0]}), -1), "
+                f"{args[1]}.reshape(len({args[1]}), -1)], axis=1)"
+                f".reshape((-1, {', '.join(str(d) for d in a['shape'])}))"]
     if op == "gather":
         return [f"{v} = {args[0]}.reshape(len({args[0]}), -1)[:, {_arr(a['index'])}]"
                 f".reshape((-1, {', '.join(str(d) for d in a['shape'])}))"]

@@ -124,6 +124,41 @@ def add_tensors(imp, a: Act, b: Act, where: str) -> Act:
     return Act(acc, a.index, "float32", [["dequantize", unit, 0]])
 
 
+def concat(imp, node, args, where, attrs):
+    """Concat of runtime tensors (branches of a network): one IR concat per pair of IR
+    values, the tensor's element order kept in the index.  Inputs quantized alike are
+    joined as they are; power-of-two scales that differ are first brought to the finest
+    one (an exact requant: value * 2^s + offset)."""
+    acts = [_act(args, k, where) for k in range(len(args))]
+    if any(a.ir is None for a in acts):
+        raise TinyccError(f"{where}: concatenates the unquantized model input; quantize it first")
+    if len({a.dtype for a in acts}) > 1:
+        raise TinyccError(f"{where}: concatenates tensors of types {sorted({a.dtype for a in acts})}")
+    axis = int(attrs.get("axis", 0)) % max(len(acts[0].shape), 1)
+    if len({repr(a.ops) for a in acts}) > 1:
+        parts = [linear.integerize(imp, a, where) for a in acts]
+        unit = min(u for _, _, u in parts)
+        rescaled = []
+        for a, (ir, off, u) in zip(acts, parts):
+            k = 1 << int(np.log2(u / unit))
+            rnd = np.asarray(off, np.int64) * k
+            if k != 1 or rnd.any():
+                ir = imp.emit("requant", ir + ".unit", [ir],
+                              {"mult": k, "rnd": int(rnd[0]) if (rnd == rnd[0]).all() else rnd.tolist(),
+                               "shift": 0, "rounding": "floor", "lo": None, "hi": None})
+            rescaled.append(Act(ir, a.index, "float32", [["dequantize", unit, 0]]))
+        acts = rescaled
+    ir, base, index = acts[0].ir, 0, [acts[0].index]
+    for a in acts[1:]:
+        base = imp.ir.type(ir).size
+        t0, t1 = imp.ir.type(ir), imp.ir.type(a.ir)
+        maps = len(t0.shape) == 3 and len(t1.shape) == 3 and t0.shape[1:] == t1.shape[1:]
+        shape = [t0.shape[0] + t1.shape[0], *t0.shape[1:]] if maps else [t0.size + t1.size]
+        ir = imp.emit("concat", node.output[0], [ir, a.ir], {"shape": shape})
+        index.append(a.index + base)
+    return [Act(ir, np.concatenate(index, axis=axis), acts[0].dtype, acts[0].ops)]
+
+
 def add(imp, node, args, where, attrs, sign=1.0):
     acts = [a for a in args if isinstance(a, Act)]
     if len(acts) == 2 and sign > 0:
@@ -361,6 +396,7 @@ HANDLERS = {
     "AveragePool": window.average_pool,
     "GlobalAveragePool": window.average_pool,
     "ReduceMean": window.reduce_mean,
+    "Concat": concat,
     **{op: data_movement for op in DATA_MOVEMENT},
     **kernels.HANDLERS,
 }

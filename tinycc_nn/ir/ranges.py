@@ -60,6 +60,12 @@ def channel_range(graph: Graph, name: str, cache: dict | None = None):
     elif op == "clamp":
         lo, hi = channel_range(graph, args[0], cache)
         r = _clip(lo, attrs["lo"], attrs["hi"]), _clip(hi, attrs["lo"], attrs["hi"])
+    elif op == "concat":
+        (alo, ahi), (blo, bhi) = (element_range(graph, a, cache) for a in args)
+        shape = attrs["shape"]
+        n = int(shape[0]) if len(shape) > 1 else alo.size + blo.size
+        r = (np.concatenate([alo, blo]).reshape(n, -1).min(axis=1),
+             np.concatenate([ahi, bhi]).reshape(n, -1).max(axis=1))
     elif op == "gather":
         lo, hi = element_range(graph, args[0], cache)
         idx = np.asarray(attrs["index"], np.int64)
@@ -161,7 +167,7 @@ def result_shape(graph: Graph, name: str) -> tuple:
                                                        attrs["strides"], attrs["pads"])
     if op == "argmax":
         return ()
-    if op == "gather":
+    if op in ("gather", "concat"):
         return tuple(int(d) for d in attrs["shape"])
     return graph.type(graph.operands(name)[0]).shape
 

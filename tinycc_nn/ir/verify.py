@@ -117,6 +117,10 @@ def _verify_node(graph: Graph, name: str, cache: dict) -> None:
         if (not isinstance(shifts, (list, tuple)) or len(shifts) != 2
                 or any(not isinstance(s, (int, np.integer)) or s < 0 for s in shifts)):
             fail(f"shifts must be two non-negative ints, not {shifts!r}")
+    if op == "concat":
+        size = graph.type(args[0]).size + graph.type(args[1]).size
+        if int(np.prod(attrs["shape"])) != size:
+            fail(f"shape {list(attrs['shape'])} does not hold the operands' {size} elements")
     if op == "gather":
         idx = np.asarray(attrs["index"])
         size = graph.type(args[0]).size
