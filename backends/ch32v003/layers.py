@@ -316,19 +316,47 @@ def emit_add(ctx: Ctx, node: str) -> list:
     return [f"nn_{cn}({ctx.ptr[a]}, {ctx.ptr[b]}, {ctx.ptr[node]});"]
 
 
+def gather_strides(index, shape) -> tuple | None:
+    """(base, strides) with index[i0, i1, ...] == base + sum(i_k * strides[k]) (a transpose
+    or a crop), or None (an arbitrary order)."""
+    idx = np.asarray(index, np.int64).reshape([int(d) for d in shape])
+    base = int(idx.flat[0])
+    strides = [int(idx[tuple(1 if k == j else 0 for k in range(idx.ndim))]) - base if d > 1 else 0
+               for j, d in enumerate(idx.shape)]
+    grid = np.indices(idx.shape)
+    want = base + sum(g * st for g, st in zip(grid, strides))
+    return (base, strides) if np.array_equal(want, idx) else None
+
+
 def emit_gather(ctx: Ctx, node: str) -> list:
-    """gather (a Transpose or Slice before a window op): y[i] = x[index[i]], the index a
-    flash table of the narrowest type."""
+    """gather (a reordered view before a window op): nested loops that walk x by constant
+    strides when the order is affine (NHWC -> NCHW, a crop), else y[i] = x[index[i]] with
+    the index a flash table of the narrowest type."""
     g, mod = ctx.graph, ctx.module
     (x,) = g.operands(node)
+    a = g.attrs(node)
     cn, n = c_name(node), g.type(node).size
     xt, yt = ctx.ctype[x], ctx.ctype[node]
-    idx = mod.array(f"nn_g_{cn}", g.attrs(node)["index"], f"%{node}: source element of each element")
+    affine = gather_strides(a["index"], a["shape"])
+    if affine is not None:
+        base, strides = affine
+        body = f"*y++ = ({yt})*p{len(strides) - 1};"
+        for k in reversed(range(len(strides))):
+            src = "x + " + lit(base) if k == 0 else f"p{k - 1}"
+            body = (f"{'const ' + ARENA_VIEW[xt] + ' *'}p{k} = {src};\n"
+                    f"for (int i{k} = 0; i{k} < {int(a['shape'][k])}; i{k}++, p{k} += {strides[k]}) {{\n"
+                    + _indent([body], 4) + "\n}")
+        ctx.notes[node] = "gather: strided loops"
+        what = "strides " + ", ".join(map(str, strides))
+    else:
+        idx = mod.array(f"nn_g_{cn}", a["index"], f"%{node}: source element of each element")
+        body = f"for (int i = 0; i < {n}; i++)\n    y[i] = ({yt})x[{idx}[i]];"
+        ctx.notes[node] = "gather: an index table"
+        what = "an index table"
     mod.functions.append(
-        f"/* %{node} = gather(%{x}): {n} elements of {g.type(x).size}, {xt} -> {yt} */\n"
+        f"/* %{node} = gather(%{x}): {n} elements of {g.type(x).size} by {what}, {xt} -> {yt} */\n"
         f"static void nn_{cn}(const {ARENA_VIEW[xt]} *x, {ARENA_VIEW[yt]} *y)\n{{\n"
-        f"    for (int i = 0; i < {n}; i++)\n        y[i] = ({yt})x[{idx}[i]];\n}}\n")
-    ctx.notes[node] = "gather: an index table"
+        + _indent([body], 4) + "\n}\n")
     return [f"nn_{cn}({ctx.ptr[x]}, {ctx.ptr[node]});"]
 
 

@@ -50,6 +50,16 @@ def cropped_cnn(seed: int = 0):
     return _model(g, y, ["N", 2, 10, 10], 4)
 
 
+def shuffled_cnn(seed: int = 0):
+    """Gather with constant indices [2, 0, 1] on the channels (an order no strides give)."""
+    rng, g = np.random.default_rng(seed), _G()
+    x = g.qdq("input", -5, "uint8", 0)
+    s = g.node("Gather", [x, g.const(np.array([2, 0, 1], np.int64))], axis=1)
+    c = g.qdq(g.node("Relu", [g.node("Conv", [s, _w(g, rng.integers(-4, 4, (2, 3, 3, 3)))])]), -3, "uint8", 0)
+    y = g.qdq(g.node("MatMul", [g.node("Flatten", [c]), _w(g, rng.integers(-4, 4, (2 * 3 * 3, 4)))]), -2, "int8", 0)
+    return _model(g, y, ["N", 3, 5, 5], 4)
+
+
 def _run_one_by_one(art, model, x):
     got = np.concatenate([art.run(x[i:i + 1])[model.graph.output[0].name] for i in range(len(x))])
     want = np.concatenate([qdq.ort_run(model, x[i:i + 1])[0] for i in range(len(x))])
@@ -77,12 +87,17 @@ def test_a_cropped_map_is_gathered_into_order():
 
 @pytest.mark.skipif(not firmware.have_cross_compiler(), reason="riscv64-unknown-elf-gcc not installed")
 @pytest.mark.parametrize("target", ["ch32v003", "ch32v002"])
-def test_gather_on_the_ch32v003_emulator(target):
-    model = nhwc_cnn(True, seed=3)
+@pytest.mark.parametrize("make, shape, kind", [
+    (lambda: nhwc_cnn(True, seed=3), (6, 5, 3), "gather: strided loops"),
+    (cropped_cnn, (2, 10, 10), "gather: strided loops"),
+    (shuffled_cnn, (3, 5, 5), "gather: an index table")])
+def test_gather_on_the_ch32v003_emulator(target, make, shape, kind):
+    """A transpose or a crop walks x by constant strides (no table in flash); an order
+    no strides give reads an index table."""
+    model = make()
     art = tinycc_nn.compile(model, target)
-    assert art.report["layers"][next(n for n in art.graph.order() if art.graph.op(n) == "gather")] \
-        == "gather: an index table"
-    x = np.random.default_rng(4).uniform(0, 4, (4, 6, 5, 3)).astype(np.float32)
+    assert art.report["layers"][next(n for n in art.graph.order() if art.graph.op(n) == "gather")] == kind
+    x = np.random.default_rng(4).uniform(-1, 4, (4, *shape)).astype(np.float32)
     assert np.array_equal(*_run_one_by_one(art, model, x))
 
 
