@@ -320,6 +320,8 @@ def gather_strides(index, shape) -> tuple | None:
     """(base, strides) with index[i0, i1, ...] == base + sum(i_k * strides[k]) (a transpose
     or a crop), or None (an arbitrary order)."""
     idx = np.asarray(index, np.int64).reshape([int(d) for d in shape])
+    if (idx < 0).any():        # fills (a Pad)
+        return None
     base = int(idx.flat[0])
     strides = [int(idx[tuple(1 if k == j else 0 for k in range(idx.ndim))]) - base if d > 1 else 0
                for j, d in enumerate(idx.shape)]
@@ -349,8 +351,13 @@ def emit_gather(ctx: Ctx, node: str) -> list:
         ctx.notes[node] = "gather: strided loops"
         what = "strides " + ", ".join(map(str, strides))
     else:
-        idx = mod.array(f"nn_g_{cn}", a["index"], f"%{node}: source element of each element")
-        body = f"for (int i = 0; i < {n}; i++)\n    y[i] = ({yt})x[{idx}[i]];"
+        idx = mod.array(f"nn_g_{cn}", a["index"], f"%{node}: source element of each element"
+                        + (f" (-1: the fill, {a['fill']})" if "fill" in a else ""))
+        if "fill" in a:
+            body = (f"for (int i = 0; i < {n}; i++) {{\n    int k = {idx}[i];\n"
+                    f"    y[i] = k < 0 ? ({yt}){lit(a['fill'])} : ({yt})x[k];\n}}")
+        else:
+            body = f"for (int i = 0; i < {n}; i++)\n    y[i] = ({yt})x[{idx}[i]];"
         ctx.notes[node] = "gather: an index table"
         what = "an index table"
     mod.functions.append(

@@ -75,8 +75,11 @@ def _statement(graph, n, names) -> list:
                 f"{args[1]}.reshape(len({args[1]}), -1)], axis=1)"
                 f".reshape((-1, {', '.join(str(d) for d in a['shape'])}))"]
     if op == "gather":
-        return [f"{v} = {args[0]}.reshape(len({args[0]}), -1)[:, {_arr(a['index'])}]"
-                f".reshape((-1, {', '.join(str(d) for d in a['shape'])}))"]
+        idx, shape = np.asarray(a["index"]), ", ".join(str(d) for d in a["shape"])
+        take = f"{args[0]}.reshape(len({args[0]}), -1)[:, {_arr(np.maximum(idx, 0))}]"
+        if (idx < 0).any():
+            take = f"np.where({_arr(idx)} < 0, {a['fill']}, {take})"
+        return [f"{v} = {take}.reshape((-1, {shape}))"]
     if op == "add":
         sa, sb = a["shifts"]
         return [f"{v} = ({args[0]} << {sa}) + ({args[1]}.reshape({args[0]}.shape) << {sb}) "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from onnx.reference import ReferenceEvaluator
 
+from .. import hostio
 from ..errors import TinyccError
 from ..ir import channel_range
 from . import kernels, linear, window
@@ -280,6 +281,50 @@ def data_movement(imp, node, args, where, attrs):
     return [x.with_index(np.asarray(index))]
 
 
+def pad(imp, node, args, where, attrs):
+    """Pad.  reflect, edge and wrap only move data (the index); constant mode fills with
+    the integer whose value is the constant (a copy: an IR gather whose index is -1 at
+    the fills), so that it equals onnxruntime's element for element."""
+    x = _act(args, 0, where)
+    mode = attrs.get("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    for name, a in zip(node.input[1:], args[1:]):
+        if name and not isinstance(a, Const):
+            raise TinyccError(f"{where}: input '{name}' must be a constant")
+    if mode != "constant":
+        return data_movement(imp, node, args, where, attrs)
+    if x.ir is None:
+        raise TinyccError(f"{where}: pads the unquantized model input; quantize it first")
+    c = np.asarray(args[2].value).reshape(-1) if len(args) > 2 and args[2] is not None else np.zeros(1)
+    if any(np.asarray(p).size > 1 for op in x.ops for p in op[1:] if not isinstance(p, str)):
+        raise TinyccError(f"{where}: pads a tensor with per-channel scales; only one scale "
+                          "per tensor gives one fill value")
+    if x.ops and x.ops[0][0] == "dequantize":
+        fill = int(np.rint(float(c[0]) / float(x.ops[0][1]) + float(x.ops[0][2])))
+    else:
+        fill = int(np.rint(float(c[0])))
+    got = hostio.apply_float_ops(np.array([fill]), x.ops) if x.ops else np.array([fill])
+    if np.asarray(got, np.float64).reshape(-1)[0] != float(np.float32(c[0])):
+        raise TinyccError(f"{where}: the constant {float(c[0])} is not a value of the tensor's "
+                          "quantization grid, so no integer can stand for it")
+    ins = {node.input[0]: x.index}
+    ins.update({n: a.value for n, a in zip(node.input[1:], args[1:]) if n})
+    if len(node.input) > 2 and node.input[2]:
+        ins[node.input[2]] = np.array(-1, np.int64)
+    try:
+        index = np.asarray(ReferenceEvaluator(node).run(None, ins)[0])
+    except Exception as e:  # the reference evaluator raises anything
+        raise TinyccError(f"{where}: {e}") from None
+    if len(node.input) < 3 or not node.input[2]:       # the default constant is 0: mark fills
+        marked = dict(ins)
+        marked[node.input[0]] = x.index + 1
+        index = np.asarray(ReferenceEvaluator(node).run(None, marked)[0]) - 1
+    shape = list(index.shape[1:]) if index.ndim == 4 and index.shape[0] == 1 else [index.size]
+    ir = imp.emit("gather", node.output[0], [x.ir],
+                  {"index": index.ravel().tolist(), "shape": shape, "fill": fill})
+    return [Act(ir, np.arange(index.size).reshape(index.shape), x.dtype, x.ops)]
+
+
 def matmul(imp, node, args, where, attrs):
     a, b = args
     if isinstance(a, Act) and isinstance(b, Const):
@@ -365,7 +410,6 @@ def _argmax_key(imp, x: Act, where) -> str:
     lo, hi = int(lo.min()), int(hi.max())
     if hi - lo > 1 << 22:
         raise TinyccError(f"{where}: input range {lo}..{hi} too wide to prove the ArgMax order")
-    from .. import hostio
     q = np.arange(lo, hi + 1)
     v = hostio.apply_float_ops(q, x.ops)
     flat_lo = int(q[v == v[0]].max())
@@ -397,6 +441,7 @@ HANDLERS = {
     "GlobalAveragePool": window.average_pool,
     "ReduceMean": window.reduce_mean,
     "Concat": concat,
+    "Pad": pad,
     **{op: data_movement for op in DATA_MOVEMENT},
     **kernels.HANDLERS,
 }

@@ -34,7 +34,8 @@ OPS = {
     "matmul": _spec(2, ()),
     "bias_add": _spec(1, ("bias",)),
     "add": _spec(2, ("shifts", "bias")),       # (a << shifts[0]) + (b << shifts[1]) + bias
-    "gather": _spec(1, ("index", "shape")),     # y.flat[i] = x.flat[index[i]], y of `shape`
+    "gather": _spec(1, ("index", "shape"), ("fill",)),   # y.flat[i] = x.flat[index[i]], or
+                                                          # `fill` where index[i] is -1
     "concat": _spec(2, ("shape",)),             # y.flat = a.flat ++ b.flat, y of `shape`
     "requant": _spec(1, REQUANT_ATTRS),
     "clamp": _spec(1, ("lo", "hi")),

@@ -69,8 +69,11 @@ def channel_range(graph: Graph, name: str, cache: dict | None = None):
     elif op == "gather":
         lo, hi = element_range(graph, args[0], cache)
         idx = np.asarray(attrs["index"], np.int64)
+        fill = attrs.get("fill", 0)
+        lo = np.where(idx < 0, fill, lo[np.maximum(idx, 0)])
+        hi = np.where(idx < 0, fill, hi[np.maximum(idx, 0)])
         n = int(attrs["shape"][0]) if len(attrs["shape"]) > 1 else idx.size
-        r = lo[idx].reshape(n, -1).min(axis=1), hi[idx].reshape(n, -1).max(axis=1)
+        r = lo.reshape(n, -1).min(axis=1), hi.reshape(n, -1).max(axis=1)
     elif op == "argmax":
         n = graph.type(args[0]).size
         r = np.zeros(1, np.int64), np.full(1, n - 1, np.int64)

@@ -127,8 +127,10 @@ def _verify_node(graph: Graph, name: str, cache: dict) -> None:
         if idx.ndim != 1 or idx.size != int(np.prod(attrs["shape"])) or idx.dtype.kind not in "iu":
             fail(f"index must be {int(np.prod(attrs['shape']))} ints (the elements of shape "
                  f"{list(attrs['shape'])})")
-        if idx.size and (idx.min() < 0 or idx.max() >= size):
-            fail(f"index {int(idx.min())}..{int(idx.max())} outside the operand's {size} elements")
+        low = -1 if "fill" in attrs else 0
+        if idx.size and (idx.min() < low or idx.max() >= size):
+            fail(f"index {int(idx.min())}..{int(idx.max())} outside the operand's {size} elements"
+                 + ("" if low else " (-1, a fill, needs the fill attribute)"))
     if op == "argmax" and not graph.type(args[0]).shape:
         fail("argmax takes a vector (or a map, read flattened), not a scalar")
     if op == "input":
