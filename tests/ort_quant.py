@@ -66,6 +66,27 @@ def float_cnn(rng, channels: int = 3, size: int = 8, classes: int = 4,
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
+def float_branchy_cnn(rng) -> onnx.ModelProto:
+    """Two convs of the input (3x3 -> 3 channels, 1x1 -> 2) -> Relu -> Concat (channels)
+    -> conv 3x3 -> Relu -> Flatten -> Gemm: onnxruntime's quantizer writes QLinearConcat."""
+    w = {"w1": (3, 2, 3, 3), "b1": (3,), "w2": (2, 2, 1, 1), "b2": (2,), "w3": (2, 5, 3, 3), "b3": (2,),
+         "fw": (4, 32)}
+    inits = [numpy_helper.from_array(rng.normal(0, 0.3, s).astype(np.float32), n) for n, s in w.items()]
+    nodes = [helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["input", "w2", "b2"], ["c2"], name="conv2"),
+             helper.make_node("Relu", ["c2"], ["r2"]),
+             helper.make_node("Concat", ["r1", "r2"], ["cat"], axis=1, name="cat"),
+             helper.make_node("Conv", ["cat", "w3", "b3"], ["c3"], name="conv3"),
+             helper.make_node("Relu", ["c3"], ["r3"]),
+             helper.make_node("Flatten", ["r3"], ["f"]),
+             helper.make_node("Gemm", ["f", "fw"], ["logits"], transB=1, name="fc")]
+    graph = helper.make_graph(
+        nodes, "branchy", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 2, 6, 6])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
 def quantize(model: onnx.ModelProto, calibration: np.ndarray, folder, *, qoperator=False,
              per_channel=False, activations="int8") -> onnx.ModelProto:
     """quantize_static with int8 weights; returns the quantized model."""

@@ -327,3 +327,18 @@ def test_a_float_scale_reduce_mean_is_refused_naming_it():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     with pytest.raises(TinyccError, match="ReduceMean 'gap': onnxruntime has no integer kernel"):
         tinycc_nn.compile(model, "python")
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("target", ["python", "ch32v003"])
+def test_quantize_static_qoperator_concat(tmp_path, per_channel, target):
+    """com.microsoft QLinearConcat: each input through QuantizeLinear(x_scale * (x - x_zp)),
+    requantized exactly, then joined."""
+    model = ort_quant.quantize(ort_quant.float_branchy_cnn(np.random.default_rng(0)),
+                               np.random.default_rng(1).uniform(0, 1, (16, 2, 6, 6)).astype(np.float32),
+                               tmp_path, qoperator=True, per_channel=per_channel)
+    assert "QLinearConcat" in {n.op_type for n in model.graph.node}
+    options = {"executor": "host"} if target == "ch32v003" else {}
+    art = tinycc_nn.compile(model, target, **options)
+    x = np.random.default_rng(2).uniform(-0.2, 1.2, (100, 2, 6, 6)).astype(np.float32)
+    _assert_matches_integer_reading(model, art, x)

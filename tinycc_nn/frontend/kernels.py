@@ -1,6 +1,7 @@
 """onnxruntime's integer kernels: QLinearMatMul, MatMulInteger, QGemm, QLinearConv,
-ConvInteger (ONNX) and QGemm, MatMulIntegerToFloat, QLinearAdd, QLinearGlobalAveragePool,
-QLinearAveragePool (com.microsoft; its float32 average is float_average.py's), with
+ConvInteger (ONNX) and QGemm, MatMulIntegerToFloat, QLinearAdd, QLinearConcat,
+QLinearGlobalAveragePool, QLinearAveragePool (com.microsoft; its float32 average is
+float_average.py's), with
 exactly the arithmetic of its CPU kernels (MLAS, onnxruntime 1.3x; the file names below
 are in its source tree).
 
@@ -35,7 +36,7 @@ import numpy as np
 
 from ..errors import TinyccError
 from ..ir import channel_range
-from . import float_average, linear, window
+from . import float_average, joins, linear, window
 from .mlas_requant import requantize
 from .values import QDTYPES, Act, Const, by_channel, compact, per_element
 
@@ -305,6 +306,31 @@ def qlinear_average_pool(imp, node, args, where, attrs):
                                               qlinear_global_average_pool)
 
 
+def qlinear_concat(imp, node, args, where, attrs):
+    """QLinearConcat (contrib_ops/cpu/quantization/qlinear_concat.cc): an input quantized
+    like the output is copied; another goes through a 256-entry table of
+    QuantizeLinear(x_scale * (x - x_zp)) (MlasQuantizeLinear: divide, round half to even,
+    add the zero point, saturate), a monotone function of x that the requantization fit
+    reproduces or refuses; then the tensors are joined (joins.concat_acts)."""
+    y_s = _one_scale(args, 0, where, "Y's scale")
+    y_zp, y_dtype = _out_type(args, 1, where)
+    if (len(args) - 2) % 3 or len(args) < 5:
+        raise TinyccError(f"{where}: takes (tensor, scale, zero point) triples after Y's scale and zero point")
+    acts = []
+    for k in range(2, len(args), 3):
+        x = _int_act(args, k, where, f"input {(k - 2) // 3}")
+        x_s = _one_scale(args, k + 1, where, "its scale")
+        x_zp = _one_zero_point(args, k + 2, where, "its zero point")
+        if x.dtype != y_dtype:
+            raise TinyccError(f"{where}: input {(k - 2) // 3} is {x.dtype}, the output {y_dtype}")
+        if not (x_s == y_s and x_zp == y_zp):
+            x = imp.requantize(Act(x.ir, x.index, "float32", [["dequantize", float(x_s), x_zp]]),
+                               [["quantize", float(y_s), y_zp, y_dtype]], y_dtype, where)
+        acts.append(Act(x.ir, x.index, y_dtype))
+    imp.reading = "integer"
+    return [joins.concat_acts(imp, acts, int(attrs.get("axis", 0)), node.output[0], where)]
+
+
 def _cpu_has_avx2() -> bool:
     try:
         from numpy._core._multiarray_umath import __cpu_features__ as features
@@ -380,6 +406,7 @@ MS_HANDLERS = {
     "QLinearAdd": qlinear_add,
     "QLinearGlobalAveragePool": qlinear_global_average_pool,
     "QLinearAveragePool": qlinear_average_pool,
+    "QLinearConcat": qlinear_concat,
     "QLinearConv": qlinear_conv,
     "DynamicQuantizeMatMul": dynamic_quantization,
     "MatMulIntegerToFloat": matmul_integer_to_float,
