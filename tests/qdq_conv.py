@@ -216,6 +216,61 @@ def random_residual_cnn(rng):
     return model, shape0, 2.0 ** in_exp
 
 
+def random_branchy_cnn(rng):
+    """Graph shapes beyond a chain: an NHWC input transposed to NCHW (or not), then 1-2
+    stages of [Pad (constant 0, reflect or edge) ->] two conv branches (3x3 "same" and
+    1x1, each -> [Relu] -> QDQ with its own power-of-two scale and zero point) ->
+    Concat on channels -> [QDQ] -> [MaxPool 2], then Flatten -> MatMul -> QDQ.
+    Returns (model, input_shape_without_batch, input_scale)."""
+    g = _G()
+    c, h, w = int(rng.integers(1, 4)), int(rng.integers(4, 9)), int(rng.integers(4, 9))
+    nhwc = rng.random() < 0.4
+    shape0 = (h, w, c) if nhwc else (c, h, w)
+    in_exp = int(rng.integers(-8, -3))
+    x = g.qdq("input", in_exp, *_act(rng))
+    if nhwc:
+        x = g.node("Transpose", [x], perm=[0, 3, 1, 2])
+    x_exp = in_exp
+    for _ in range(int(rng.integers(1, 3))):
+        if rng.random() < 0.4:
+            p = [int(v) for v in rng.integers(0, 2, 4)]
+            mode = str(rng.choice(["constant", "reflect", "edge"]))
+            x = g.node("Pad", [x, g.const(np.array([0, 0, p[0], p[1], 0, 0, p[2], p[3]], np.int64))],
+                       mode=mode)
+            h, w = h + p[0] + p[2], w + p[1] + p[3]
+        branches, exps, m_total = [], [], 0
+        for k in (3, 1):
+            m = int(rng.integers(1, 4))
+            vs = str(rng.choice(["int4", "ternary", "pm2"]))
+            w_exp = int(rng.integers(-5, -1))
+            wd = g.node("DequantizeLinear", [g.const(random_weights(rng, (m, c, k, k), vs).astype(np.int8), "w"),
+                                             g.const(np.float32(2.0 ** w_exp), "ws")])
+            y = g.node("Conv", [x, wd], kernel_shape=[k, k], pads=[k // 2] * 4)
+            if rng.random() < 0.7:
+                y = g.node("Relu", [y])
+            y_exp = _out_exp(x_exp, c * k * k, vs, w_exp, rng)
+            branches.append(g.qdq(y, y_exp, *_act(rng)))
+            exps.append(y_exp)
+            m_total += m
+        x = g.node("Concat", branches if rng.random() < 0.5 else branches[::-1], axis=1)
+        c, x_exp = m_total, max(exps)
+        if rng.random() < 0.5:
+            x = g.qdq(x, x_exp, *_act(rng))
+        if rng.random() < 0.4 and min(h, w) >= 2:
+            x = g.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
+            h, w = h // 2, w // 2
+    n_in, n_out = c * h * w, int(rng.integers(2, 6))
+    wd = g.node("DequantizeLinear", [g.const(random_weights(rng, (n_in, n_out), "int4").astype(np.int8), "w"),
+                                     g.const(np.float32(2.0 ** -4), "ws")])
+    y = g.qdq(g.node("MatMul", [g.node("Flatten", [x]), wd]), _out_exp(x_exp, n_in, "int4", -4, rng), *_act(rng))
+    graph = helper.make_graph(g.nodes, "branchy_cnn",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *shape0])],
+                              [helper.make_tensor_value_info(y, TensorProto.FLOAT, ["N", n_out])], g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    onnx.checker.check_model(model)
+    return model, shape0, 2.0 ** in_exp
+
+
 def _conv_hw(h, w, attrs, kh, kw, sh, sw):
     auto = attrs.get("auto_pad")
     if auto in ("SAME_UPPER", "SAME_LOWER"):

@@ -1,7 +1,8 @@
 """Random small QDQ CNNs (qdq_conv.random_cnn), compiled to `-t python`, bit-exact
 against onnxruntime: kernels, strides, pads, auto_pad, groups, pools, value sets,
 per-channel scales, zero points, dense and global-average heads; and residual networks
-(qdq_conv.random_residual_cnn: Add of two feature maps, or of a map and the input)."""
+(qdq_conv.random_residual_cnn: Add of two feature maps, or of a map and the input), and
+branchy ones (qdq_conv.random_branchy_cnn: NHWC inputs, Pad, Concat)."""
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -36,3 +37,10 @@ def test_random_cnn_bit_exact(seed):
 @given(st.integers(0, 2**32 - 1))
 def test_random_residual_cnn_bit_exact(seed):
     _check(seed, optimized=False, make=qdq_conv.random_residual_cnn)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1))
+def test_random_branchy_cnn_bit_exact(seed):
+    """NHWC inputs, Pads, two-branch Concats (qdq_conv.random_branchy_cnn)."""
+    _check(seed, optimized=False, make=qdq_conv.random_branchy_cnn)

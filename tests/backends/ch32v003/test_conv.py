@@ -116,6 +116,14 @@ def test_random_residual_cnns_host_build_bit_exact(seed, target):
 
 
 @needs_cross
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.sampled_from(TARGETS))
+def test_random_branchy_cnns_host_build_bit_exact(seed, target):
+    """Transposed NHWC inputs and Pads (gathers), Concats of two branches."""
+    _random_cnn_exact(seed, target, qdq_conv.random_branchy_cnn)
+
+
+@needs_cross
 @pytest.mark.parametrize("target", TARGETS)
 def test_a_residual_block_on_the_emulator(target):
     """Seed 53's second block adds a map that a channel loop reads first: the loop's
