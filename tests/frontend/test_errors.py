@@ -434,3 +434,14 @@ def test_a_softmax_on_the_logits_is_refused_with_what_to_export(rng):
     msg = refused(net.model(), "Softmax 'probs_node'", "operator Softmax is not supported",
                   "export the logits")
     assert "ArgMax" in msg
+
+
+def test_an_unfolded_batch_norm_is_refused_with_how_to_fold_it(rng):
+    net = Net()
+    xd = net.quant(net.input("x", ["N", 2, 4, 4]), 2 ** -5, 0, "int8")
+    c = net.add("Conv", [xd, net.weight(rng.integers(-8, 8, (2, 2, 3, 3)), 2.0 ** -2)], pads=[1, 1, 1, 1])
+    stats = [net.const(f32(v)) for v in ([1.0, 0.5], [0.0, 0.25], [0.1, -0.1], [1.0, 2.0])]
+    bn = net.add("BatchNormalization", [c, *stats], out="bn")
+    msg = refused(finish(net, net.add("Relu", [bn]), ("N", 2, 4, 4)), "BatchNormalization 'bn_node'",
+                  "is not supported", "fold it into the Conv")
+    assert "quant_pre_process" in msg

@@ -30,6 +30,13 @@ UNSUPPORTED_HINTS = {
     for op in ("Softmax", "LogSoftmax", "Sigmoid")
 }
 
+# operators that belong folded into the layer before them
+FOLD_HINTS = {
+    "BatchNormalization": ("; fold it into the Conv/Gemm before it before quantizing (torch: "
+                           "eval-mode export or torch.ao fuse_modules; onnxruntime: "
+                           "onnxruntime.quantization.shape_inference.quant_pre_process)"),
+}
+
 
 class Importer:
     def __init__(self, model: onnx.ModelProto, warn):
@@ -121,7 +128,7 @@ class Importer:
             handler = table.get(node.op_type)
             if handler is None:
                 hint = UNSUPPORTED_HINTS.get(node.op_type, "") if _ends_the_graph(
-                    self.model.graph, node.output[0]) else ""
+                    self.model.graph, node.output[0]) else FOLD_HINTS.get(node.op_type, "")
                 raise TinyccError(f"{where}: operator {node.op_type} is not supported{hint}")
             results = handler(self, node, args, where, _attrs(node))
         for name, value in zip(node.output, results):
