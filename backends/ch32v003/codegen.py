@@ -88,13 +88,16 @@ def _check_ops(graph: ir.Graph) -> str:
 
 
 def _arena(graph: ir.Graph, ctype: dict, direct: str | None, tables: bool, prepack: bool,
-           narrow: bool):
+           narrow: bool, inside: dict):
     """Offsets of every arena buffer ((node, 'value'|'tab'|'acc'|'packed') -> offset) and the
     peak.  Lifetimes follow ir/schedule.py: a channel loop's inner values are one plane."""
     order = graph.order()
     pos = {n: i for i, n in enumerate(order)}
     ranges, planes = live_ranges(graph), loop_plane_values(graph)
     loop_end = {n: pos[chain[-1]] for chain in loops(graph).values() for n in chain}
+    for x in sorted(inside, key=lambda v: -pos[v]):        # a concat's buffer opens with
+        root = _root(inside, x)                              # its first operand
+        ranges[root] = (min(ranges[root][0], ranges[x][0]), ranges[root][1])
     intervals = {}
     for n in order:
         op = graph.op(n)
@@ -103,7 +106,7 @@ def _arena(graph: ir.Graph, ctype: dict, direct: str | None, tables: bool, prepa
         start, end = ranges[n]
         t = graph.type(n)
         count = t.size // t.channels if n in planes else t.size
-        if n != direct:
+        if n != direct and n not in inside:
             intervals[(n, "value")] = (start, end, _round4(count * SIZEOF[ctype[n]]))
         if op == "dense":
             for what, size in dense_scratch(graph, n, ctype, tables).items():
@@ -121,7 +124,43 @@ def _arena(graph: ir.Graph, ctype: dict, direct: str | None, tables: bool, prepa
             pinned = plan(keyed, {key: 0})      # None: something live is already there
             if pinned is not None and pinned[1] < peak:
                 offsets, peak = pinned
-    return {tuple(k.split("\0")): off for k, off in offsets.items()}, peak
+    offsets = {tuple(k.split("\0")): off for k, off in offsets.items()}
+    for x in inside:
+        offsets[(x, "value")] = _offset_in(inside, offsets, x)
+    return offsets, peak
+
+
+def in_place_operands(graph: ir.Graph, ctype: dict, planes: set, direct) -> dict:
+    """Values written straight into their concat's buffer: operand -> (concat, byte offset).
+    The operand has the concat as its only user, the concat's C type, a whole map (not a
+    loop's plane), and a 4-byte-aligned place; then the concat copies nothing for it."""
+    inside = {}
+    for n in graph.order():
+        if graph.op(n) != "concat" or n == direct:
+            continue
+        a, b = graph.operands(n)
+        first = 0
+        for x in (a, b):
+            if (a != b and graph.op(x) not in ("input", "const") and graph.users(x) == [n]
+                    and ctype[x] == ctype[n] and x not in planes and x != direct
+                    and first * SIZEOF[ctype[n]] % 4 == 0):
+                inside[x] = (n, first * SIZEOF[ctype[n]])
+            first += graph.type(x).size
+    return inside
+
+
+def _root(inside: dict, x: str) -> str:
+    while x in inside:
+        x = inside[x][0]
+    return x
+
+
+def _offset_in(inside: dict, offsets: dict, x: str) -> int:
+    off = 0
+    while x in inside:
+        x, at = inside[x]
+        off += at
+    return offsets[(x, "value")] + off
 
 
 def generate(graph: ir.Graph, unroll: int = 2, zero_skip: bool = True, tables: bool = True,
@@ -146,7 +185,16 @@ def generate(graph: ir.Graph, unroll: int = 2, zero_skip: bool = True, tables: b
         t = graph.type(argmax)
         out_t, out_size = narrow_ctype(t.lo, t.hi), 1
     direct = vector if vector is not None and graph.op(vector) in EMITTERS else None
-    offsets, peak = _arena(graph, ctype, direct, tables, prepack, narrow)
+    # operands written into their concat's buffer save a copy, but the buffer then lives
+    # from its first operand on: keep whichever plan peaks lower
+    inside = in_place_operands(graph, ctype, loop_plane_values(graph), direct)
+    offsets, peak = _arena(graph, ctype, direct, tables, prepack, narrow, {})
+    if inside:
+        joined = _arena(graph, ctype, direct, tables, prepack, narrow, inside)
+        if joined[1] <= peak:
+            offsets, peak = joined
+        else:
+            inside = {}
 
     ptr = {inp: "input"}
     for (n, what), off in offsets.items():
@@ -156,7 +204,8 @@ def generate(graph: ir.Graph, unroll: int = 2, zero_skip: bool = True, tables: b
         ptr[direct] = "output"
     ctx = Ctx(graph, CModule(), ptr, ctype,
               {(n, what): off for (n, what), off in offsets.items() if what != "value"},
-              unroll=unroll, zero_skip=zero_skip, tables=tables, multiply=multiply)
+              unroll=unroll, zero_skip=zero_skip, tables=tables, multiply=multiply,
+              in_place=frozenset(inside))
 
     body = []
     chains = loops(graph)

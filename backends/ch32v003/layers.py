@@ -34,6 +34,7 @@ class Ctx:
     zero_skip: bool = True         # skip groups of 8 zero inputs (unsigned inputs only)
     tables: bool = True            # False: bit-serial kernels only, no table RAM
     multiply: bool = False         # the core has a multiplier (CH32V002): convs use it
+    in_place: frozenset = frozenset()  # values written straight into their concat's buffer
 
 
 def dense_kernel(graph: ir.Graph, node: str, ctype: dict, tables: bool = True) -> str:
@@ -374,13 +375,19 @@ def emit_concat(ctx: Ctx, node: str) -> list:
     cn, yt = c_name(node), ctx.ctype[node]
     na, nb = g.type(a).size, g.type(b).size
     at, bt = ctx.ctype[a], ctx.ctype[b]
+    copies = [(x, first, count) for x, first, count in ((a, 0, na), (b, na, nb))
+              if x not in ctx.in_place]
+    ctx.notes[node] = {0: "concat: in place (its operands write into it)",
+                       1: "concat: one copy, the other operand in place"}.get(len(copies), "concat: two copies")
+    if not copies:
+        return []
+    loops = "".join(f"    for (int i = 0; i < {count}; i++)\n        y[{first} + i] = ({yt})x{k}[i];\n"
+                    for k, (x, first, count) in enumerate(copies))
+    args = ", ".join(f"const {ARENA_VIEW[ctx.ctype[x]]} *x{k}" for k, (x, _, _) in enumerate(copies))
     ctx.module.functions.append(
         f"/* %{node} = concat(%{a}, %{b}): {na} + {nb} elements, {at} and {bt} -> {yt} */\n"
-        f"static void nn_{cn}(const {ARENA_VIEW[at]} *a, const {ARENA_VIEW[bt]} *b, {ARENA_VIEW[yt]} *y)\n{{\n"
-        f"    for (int i = 0; i < {na}; i++)\n        y[i] = ({yt})a[i];\n"
-        f"    for (int i = 0; i < {nb}; i++)\n        y[{na} + i] = ({yt})b[i];\n}}\n")
-    ctx.notes[node] = "concat: two copies"
-    return [f"nn_{cn}({ctx.ptr[a]}, {ctx.ptr[b]}, {ctx.ptr[node]});"]
+        f"static void nn_{cn}({args}, {ARENA_VIEW[yt]} *y)\n{{\n{loops}}}\n")
+    return [f"nn_{cn}({', '.join(ctx.ptr[x] for x, _, _ in copies)}, {ctx.ptr[node]});"]
 
 
 EMITTERS = {"dense": emit_dense, "requant": emit_requant, "add": emit_add, "gather": emit_gather,
