@@ -203,17 +203,8 @@ def random_residual_cnn(rng):
     if rng.random() < 0.5 and min(h, w) >= 2:
         x = g.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
         h, w = h // 2, w // 2
-    n_in, n_out = c * h * w, int(rng.integers(2, 8))
-    wd = g.node("DequantizeLinear", [g.const(random_weights(rng, (n_in, n_out), "int4").astype(np.int8), "w"),
-                                     g.const(np.float32(2.0 ** -4), "ws")])
-    y = g.qdq(g.node("MatMul", [g.node("Flatten", [x]), wd]),
-              _out_exp(x_exp, n_in, "int4", -4, rng), *_act(rng))
-    graph = helper.make_graph(g.nodes, "residual_cnn",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *shape0])],
-                              [helper.make_tensor_value_info(y, TensorProto.FLOAT, ["N", n_out])], g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
-    onnx.checker.check_model(model)
-    return model, shape0, 2.0 ** in_exp
+    return _dense_head(g, rng, x, x_exp, c * h * w, int(rng.integers(2, 8)), "residual_cnn",
+                       shape0), shape0, 2.0 ** in_exp
 
 
 def random_branchy_cnn(rng):
@@ -259,16 +250,20 @@ def random_branchy_cnn(rng):
         if rng.random() < 0.4 and min(h, w) >= 2:
             x = g.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
             h, w = h // 2, w // 2
-    n_in, n_out = c * h * w, int(rng.integers(2, 6))
+    return _dense_head(g, rng, x, x_exp, c * h * w, int(rng.integers(2, 6)), "branchy_cnn",
+                       shape0), shape0, 2.0 ** in_exp
+
+
+def _dense_head(g, rng, x, x_exp, n_in, n_out, name, shape0):
+    """Flatten -> MatMul (int4, 2^-4) -> QDQ, and the model around g's nodes."""
     wd = g.node("DequantizeLinear", [g.const(random_weights(rng, (n_in, n_out), "int4").astype(np.int8), "w"),
                                      g.const(np.float32(2.0 ** -4), "ws")])
     y = g.qdq(g.node("MatMul", [g.node("Flatten", [x]), wd]), _out_exp(x_exp, n_in, "int4", -4, rng), *_act(rng))
-    graph = helper.make_graph(g.nodes, "branchy_cnn",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *shape0])],
+    graph = helper.make_graph(g.nodes, name, [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *shape0])],
                               [helper.make_tensor_value_info(y, TensorProto.FLOAT, ["N", n_out])], g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
     onnx.checker.check_model(model)
-    return model, shape0, 2.0 ** in_exp
+    return model
 
 
 def _conv_hw(h, w, attrs, kh, kw, sh, sw):
