@@ -57,8 +57,11 @@ def refuse_unsupported(g, order) -> None:
                 f"%{n} = {op}: convolution and pooling layers have no Padauk code (this "
                 f"model's RAM plan peaks at {g.ram_peak} bytes, with its feature maps); "
                 "compile it for ch32v003, ch32v002 or python")
+        what = {"add": "a residual add", "concat": "a concat", "gather": "a reordered copy"}.get(
+            op, "this standalone elementwise op")
         raise TinyccError(f"%{n} = {op}: the pdk backend compiles dense layers and argmax; "
-                          "this standalone elementwise op has no pdk code yet")
+                          f"{what} has no pdk code yet (compile it for ch32v003, ch32v002 "
+                          "or python)")
 
 
 def registers(gen) -> Layout:

@@ -1,4 +1,4 @@
-"""Padauk targets refuse conv models by name, in one line, writing nothing."""
+"""Padauk targets refuse conv models (and residual adds) by name, in one line, writing nothing."""
 import subprocess
 import sys
 
@@ -29,3 +29,16 @@ def test_cli_exit_2_and_no_files(rng, tmp_path):
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("target", ["pms150c", "pfs154"])
+def test_a_residual_mlp_is_refused_naming_the_add(target):
+    """An Add of two vectors (a residual MLP) has no Padauk code either."""
+    import numpy as np
+    from onnx_cases import Net
+    net = Net()
+    xd = net.quant(net.input("x", ["N", 6]), 2 ** -5, 0, "int8")
+    h = net.quant(net.matmul(xd, np.random.default_rng(0).integers(-8, 8, (6, 6))), 2 ** -3, 3)
+    net.output(net.quant(net.add("Add", [h, xd]), 2 ** -2, -1), ["N", 6])
+    with pytest.raises(TinyccError, match="= add: .*a residual add has no pdk code yet .*ch32v003"):
+        tinycc_nn.compile(net.model(), target)
