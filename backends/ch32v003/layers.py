@@ -346,7 +346,7 @@ def emit_gather(ctx: Ctx, node: str) -> list:
         body = f"*y++ = ({yt})*p{len(strides) - 1};"
         for k in reversed(range(len(strides))):
             src = "x + " + lit(base) if k == 0 else f"p{k - 1}"
-            body = (f"{'const ' + ARENA_VIEW[xt] + ' *'}p{k} = {src};\n"
+            body = (f"const {ARENA_VIEW[xt]} *p{k} = {src};\n"
                     f"for (int i{k} = 0; i{k} < {int(a['shape'][k])}; i{k}++, p{k} += {strides[k]}) {{\n"
                     + _indent([body], 4) + "\n}")
         ctx.notes[node] = "gather: strided loops"

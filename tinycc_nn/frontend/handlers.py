@@ -10,7 +10,7 @@ from ..errors import TinyccError
 from ..ir import channel_range
 from . import joins, kernels, linear, window
 from .values import DATA_MOVEMENT
-from .values import QDTYPES, Act, Const, by_channel, per_element
+from .values import QDTYPES, Act, Const, by_channel, per_element, varies_by_channel
 from .values import arg_act as _act, arg_const as _const, runtime_act as _float_act
 
 ONNX_QDTYPE = {3: "int8", 2: "uint8", 5: "int16", 4: "uint16", 22: "int4", 21: "uint4"}
@@ -224,15 +224,13 @@ def pad(imp, node, args, where, attrs):
     x = _act(args, 0, where)
     mode = attrs.get("mode", b"constant")
     mode = mode.decode() if isinstance(mode, bytes) else str(mode)
-    for name, a in zip(node.input[1:], args[1:]):
-        if name and not isinstance(a, Const):
-            raise TinyccError(f"{where}: input '{name}' must be a constant")
     if mode != "constant":
         return data_movement(imp, node, args, where, attrs)
     if x.ir is None:
         raise TinyccError(f"{where}: pads the unquantized model input; quantize it first")
-    c = np.asarray(args[2].value).reshape(-1) if len(args) > 2 and args[2] is not None else np.zeros(1)
-    if any(np.asarray(p).size > 1 for op in x.ops for p in op[1:] if not isinstance(p, str)):
+    given = len(args) > 2 and args[2] is not None
+    c = np.asarray(_const(args, 2, where, "constant_value").value).reshape(-1) if given else np.zeros(1)
+    if varies_by_channel(x.ops):
         raise TinyccError(f"{where}: pads a tensor with per-channel scales; only one scale "
                           "per tensor gives one fill value")
     if x.ops and x.ops[0][0] == "dequantize":
@@ -243,18 +241,11 @@ def pad(imp, node, args, where, attrs):
     if np.asarray(got, np.float64).reshape(-1)[0] != float(np.float32(c[0])):
         raise TinyccError(f"{where}: the constant {float(c[0])} is not a value of the tensor's "
                           "quantization grid, so no integer can stand for it")
-    ins = {node.input[0]: x.index}
-    ins.update({n: a.value for n, a in zip(node.input[1:], args[1:]) if n})
-    if len(node.input) > 2 and node.input[2]:
-        ins[node.input[2]] = np.array(-1, np.int64)
-    try:
-        index = np.asarray(ReferenceEvaluator(node).run(None, ins)[0])
-    except Exception as e:  # the reference evaluator raises anything
-        raise TinyccError(f"{where}: {e}") from None
-    if len(node.input) < 3 or not node.input[2]:       # the default constant is 0: mark fills
-        marked = dict(ins)
-        marked[node.input[0]] = x.index + 1
-        index = np.asarray(ReferenceEvaluator(node).run(None, marked)[0]) - 1
+    # pad the index + 1 with 0: the fills come out as -1
+    marked = [x.with_index(x.index + 1), *args[1:]]
+    if given:
+        marked[2] = Const(np.array(0, np.int64))
+    index = data_movement(imp, node, marked, where, attrs)[0].index - 1
     shape = list(index.shape[1:]) if index.ndim == 4 and index.shape[0] == 1 else [index.size]
     ir = imp.emit("gather", node.output[0], [x.ir],
                   {"index": index.ravel().tolist(), "shape": shape, "fill": fill})
@@ -339,7 +330,7 @@ def _argmax_key(imp, x: Act, where) -> str:
     """An integer vector ordered (ties included) exactly like x's float values."""
     if not x.ops:
         return x.ir
-    if any(np.asarray(p).size > 1 for op in x.ops for p in op[1:] if not isinstance(p, str)):
+    if varies_by_channel(x.ops):
         raise TinyccError(f"{where}: elements have different scales; ArgMax would compare "
                           "floats that no integer order reproduces")
     lo, hi = channel_range(imp.ir, x.ir)

@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import TinyccError
 from ..ir import channel_range
 from . import linear
-from .values import Act
+from .values import Act, compact
 
 
 def add_tensors(imp, a: Act, b: Act, where: str) -> Act:
@@ -40,9 +40,7 @@ def add_tensors(imp, a: Act, b: Act, where: str) -> Act:
     if (bias != bias[:, :1]).any():
         raise TinyccError(f"{where}: the operands' zero points vary within a channel of the sum")
     bias = bias[:, 0]
-    acc = imp.emit("add", ir_a + ".add", [ir_a, ir_b],
-                   {"shifts": [sa, sb], "bias": int(bias[0]) if (bias == bias[0]).all()
-                    else bias.tolist()})
+    acc = imp.emit("add", ir_a + ".add", [ir_a, ir_b], {"shifts": [sa, sb], "bias": compact(bias)})
     lo, hi = channel_range(imp.ir, acc)
     if max(-int(lo.min()), int(hi.max())) >= 1 << 31:
         raise TinyccError(f"{where}: the sum needs more than 32 bits at the finer scale "
@@ -69,8 +67,8 @@ def concat_acts(imp, acts: list, axis: int, name: str, where: str) -> Act:
             rnd = np.asarray(off, np.int64) * k
             if k != 1 or rnd.any():
                 ir = imp.emit("requant", ir + ".unit", [ir],
-                              {"mult": k, "rnd": int(rnd[0]) if (rnd == rnd[0]).all() else rnd.tolist(),
-                               "shift": 0, "rounding": "floor", "lo": None, "hi": None})
+                              {"mult": k, "rnd": compact(rnd), "shift": 0, "rounding": "floor",
+                               "lo": None, "hi": None})
             rescaled.append(Act(ir, a.index, "float32", [["dequantize", unit, 0]]))
         acts, ops = rescaled, rescaled[0].ops
     ir, index = acts[0].ir, [acts[0].index]

@@ -69,6 +69,11 @@ def is_pow2(x) -> bool:
     return bool(np.all(mant == 0.5))
 
 
+def varies_by_channel(ops) -> bool:
+    """Whether some float op parameter is a per-channel list (not one number per tensor)."""
+    return any(np.asarray(p).size > 1 for op in ops for p in op[1:] if not isinstance(p, str))
+
+
 def compact(v):
     """A per-channel attribute as one number when every channel has it, else a list."""
     v = np.asarray(v).reshape(-1)

@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import TinyccError
 from ..ir import window_out_hw
 from . import linear
-from .values import Act, FloatScales, compact
+from .values import Act, FloatScales, compact, varies_by_channel
 from .values import arg_act as _act, arg_const as _const, runtime_act as _float_act
 
 
@@ -41,7 +41,7 @@ def map_input(imp, x: Act, where: str, op_type: str) -> tuple:
     n = imp.ir.type(x.ir).size
     if x.index.size == n and (x.index.ravel() == np.arange(n)).all():
         return x, chw
-    if any(np.asarray(p).size > 1 for op in x.ops for p in op[1:] if not isinstance(p, str)):
+    if varies_by_channel(x.ops):
         raise TinyccError(f"{where}: its input is a reordered view (Transpose or Slice) of a "
                           f"tensor with per-channel scales or offsets; {op_type} needs a map "
                           "whose channels are the view's")

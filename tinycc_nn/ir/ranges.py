@@ -53,8 +53,7 @@ def channel_range(graph: Graph, name: str, cache: dict | None = None):
         sa, sb = attrs["shifts"]
         n = graph.type(args[0]).channels
         b = np.repeat(per_channel(attrs["bias"], n), alo.size // n)
-        lo, hi = (alo << sa) + (blo << sb) + b, (ahi << sa) + (bhi << sb) + b
-        r = lo.reshape(n, -1).min(axis=1), hi.reshape(n, -1).max(axis=1)
+        r = _hull((alo << sa) + (blo << sb) + b, (ahi << sa) + (bhi << sb) + b, n)
     elif op == "requant":
         r = _requant_range(*channel_range(graph, args[0], cache), attrs, bias=False)
     elif op == "clamp":
@@ -62,18 +61,13 @@ def channel_range(graph: Graph, name: str, cache: dict | None = None):
         r = _clip(lo, attrs["lo"], attrs["hi"]), _clip(hi, attrs["lo"], attrs["hi"])
     elif op == "concat":
         (alo, ahi), (blo, bhi) = (element_range(graph, a, cache) for a in args)
-        shape = attrs["shape"]
-        n = int(shape[0]) if len(shape) > 1 else alo.size + blo.size
-        r = (np.concatenate([alo, blo]).reshape(n, -1).min(axis=1),
-             np.concatenate([ahi, bhi]).reshape(n, -1).max(axis=1))
+        r = _hull(np.concatenate([alo, blo]), np.concatenate([ahi, bhi]), int(attrs["shape"][0]))
     elif op == "gather":
         lo, hi = element_range(graph, args[0], cache)
         idx = np.asarray(attrs["index"], np.int64)
         fill = attrs.get("fill", 0)
-        lo = np.where(idx < 0, fill, lo[np.maximum(idx, 0)])
-        hi = np.where(idx < 0, fill, hi[np.maximum(idx, 0)])
-        n = int(attrs["shape"][0]) if len(attrs["shape"]) > 1 else idx.size
-        r = lo.reshape(n, -1).min(axis=1), hi.reshape(n, -1).max(axis=1)
+        r = _hull(np.where(idx < 0, fill, lo[np.maximum(idx, 0)]),
+                  np.where(idx < 0, fill, hi[np.maximum(idx, 0)]), int(attrs["shape"][0]))
     elif op == "argmax":
         n = graph.type(args[0]).size
         r = np.zeros(1, np.int64), np.full(1, n - 1, np.int64)
@@ -94,12 +88,16 @@ def map_channel_range(graph: Graph, name: str, cache: dict | None = None):
     """Per-input-channel hull of what window op `name` reads, padding included."""
     attrs = graph.attrs(name)
     c = attrs["in_shape"][0]
-    lo, hi = element_range(graph, graph.operands(name)[0], cache)
-    lo, hi = lo.reshape(c, -1).min(axis=1), hi.reshape(c, -1).max(axis=1)
+    lo, hi = _hull(*element_range(graph, graph.operands(name)[0], cache), c)
     if "pad_value" in attrs and any(attrs["pads"]):
         pv = per_channel(attrs["pad_value"], c)
         lo, hi = np.minimum(lo, pv), np.maximum(hi, pv)
     return lo, hi
+
+
+def _hull(lo, hi, n: int):
+    """Per-channel (lo, hi) of element ranges in C order, n channels (axis 0)."""
+    return lo.reshape(n, -1).min(axis=1), hi.reshape(n, -1).max(axis=1)
 
 
 def _conv_range(graph: Graph, name: str, cache):
